@@ -63,3 +63,4 @@ from darnax_core._rules import (
     truncated_tanh_rule as truncated_tanh_rule,
 )
 from darnax_core._state import State as State, init_state as init_state
+from darnax_core._loop import FitResult as FitResult, evaluate as evaluate, fit as fit, pad_batch as pad_batch

@@ -253,16 +253,25 @@ def make_train_step(protocol: Protocol, optimizer: optax.GradientTransformation,
     core = functools.partial(train_step_impl, protocol=protocol, optimizer=optimizer)
     compiled = jax.jit(lambda net, opt_state, x, y, key, mask: core(net, opt_state, x, y, key, mask)) if jit else core
 
+    full_masks: dict[int, jax.Array] = {}
+
     def train_step(net: Network, opt_state, x, y, key, sample_mask=None):
         x = check_inputs(net, x)
+        batch = x.shape[0]
         if validate:
             _check_finite(x)
-            check_labels(y, net.num_classes, x.shape[0])
+            check_labels(y, net.num_classes, batch)
         if sample_mask is None:
-            sample_mask = jnp.ones((x.shape[0],), bool)
-        elif jnp.shape(sample_mask) != (x.shape[0],):
-            raise ValueError(f"`sample_mask` must have shape ({x.shape[0]},), got {jnp.shape(sample_mask)}.")
-        return compiled(net, opt_state, x, jnp.asarray(y), key, jnp.asarray(sample_mask, bool))
+            if batch not in full_masks:
+                full_masks[batch] = jnp.ones((batch,), bool)
+            sample_mask = full_masks[batch]
+        elif np.shape(sample_mask) != (batch,):
+            raise ValueError(f"`sample_mask` must have shape ({batch},), got {np.shape(sample_mask)}.")
+        if not isinstance(y, jax.Array):
+            y = jnp.asarray(y)
+        if not isinstance(sample_mask, jax.Array) or sample_mask.dtype != jnp.bool_:
+            sample_mask = jnp.asarray(sample_mask, bool)
+        return compiled(net, opt_state, x, y, key, sample_mask)
 
     train_step.compiled = compiled
     return train_step
@@ -286,6 +295,7 @@ def make_eval_step(protocol: Protocol, *, jit: bool = True, validate: bool = Tru
 
 
 def _check_finite(x) -> None:
-    if not np.all(np.isfinite(np.asarray(x))):
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
+    finite = np.isfinite(np.asarray(x))
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
         raise ValueError(f"Inputs contain {bad} NaN or inf values; clean or impute them before training.")
