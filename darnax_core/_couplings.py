@@ -24,15 +24,20 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from darnax_core import _native
+
 logger = logging.getLogger(__name__)
 
 Kernel = Literal["auto", "dense", "ell"]
 KERNELS = ("auto", "dense", "ell")
 
-# Densities at or below this use the ELL layout when ``kernel="auto"``. The crossover was measured
-# on a 2-core x86 CPU at batch 16 (see docs/benchmarks.md): a 1%-dense 2000x2000 coupling is about
-# twice as fast in ELL, while at 10% density the dense product wins.
-ELL_MAX_DENSITY = 0.05
+# Densities at or below these use the ELL layout when ``kernel="auto"``: the first with the native
+# kernels, the second with XLA gathers only. Measured on a 2-core x86 CPU at batch 16 (see
+# docs/benchmarks.md): with native kernels a 10%-dense 784x2000 coupling trains faster in ELL, as
+# its update and optimizer step touch 7x fewer values; with XLA gathers only the 1%-dense
+# recurrent coupling gains.
+ELL_MAX_DENSITY_NATIVE = 0.25
+ELL_MAX_DENSITY_XLA = 0.05
 
 
 def _normaliser(n: Float[Array, ""], d: int) -> Float[Array, ""]:
@@ -78,16 +83,59 @@ class DenseCoupling(eqx.Module):
         return self.weight if self.mask is None else jnp.where(self.mask, self.weight, 0.0)
 
 
-class EllCoupling(eqx.Module):
-    """A sparse coupling in ELL layout: receiver ``i`` reads senders ``index[i, :]``.
+def _gather_rows(x: Float[Array, "batch d"], index: Int[Array, "k fan_in"]) -> Float[Array, "k fan_in batch"]:
+    # Rows of x.T are the batch values of one sender, contiguous in memory, so the gather moves
+    # whole rows instead of single floats.
+    return x.T.at[index].get(mode="promise_in_bounds")
 
-    Slots beyond a receiver's fan-in have ``valid = False``, point at sender 0 and hold zero.
+
+def _xla_ell_matmul(x, index, values, fan_in):
+    """XLA version of :func:`darnax_core._native.ell_matmul` (padding holds zeros)."""
+    return jnp.einsum("kfb,kf->bk", _gather_rows(x, index), values)
+
+
+def _xla_ell_outer(x, index, signal, fan_in):
+    """XLA version of :func:`darnax_core._native.ell_outer` (zero in the padding slots)."""
+    slots = jnp.arange(index.shape[1])[None, :] < fan_in[:, None]
+    return jnp.where(slots, jnp.einsum("kfb,bk->kf", _gather_rows(x, index), signal), 0.0)
+
+
+class EllCoupling(eqx.Module):
+    """A sparse coupling in ELL layout: receiver ``i`` reads senders ``index[i, :fan_in[i]]``.
+
+    Slots are filled valid-first: slots at and beyond ``fan_in[i]`` are padding, point at sender 0
+    and hold zero. On CPU the products run in native kernels (:mod:`darnax_core._native`) when they
+    are available, and through XLA gathers otherwise; both give the same values up to float
+    summation order.
     """
 
     values: Float[Array, "k fan_in"]
     index: Int[Array, "k fan_in"]
     valid: Bool[Array, "k fan_in"]
+    fan_in: Int[Array, " k"]
     in_features: int = eqx.field(static=True)
+
+    def __init__(self, values, index, valid, in_features: int, fan_in=None):
+        self.values = jnp.asarray(values, jnp.float32)
+        self.index = jnp.asarray(index, jnp.int32)
+        self.valid = jnp.asarray(valid, bool)
+        self.in_features = int(in_features)
+        if self.values.shape != self.index.shape or self.values.shape != self.valid.shape or self.values.ndim != 2:
+            raise ValueError(
+                f"`values`, `index` and `valid` must share one 2-D shape, got {self.values.shape}, "
+                f"{self.index.shape} and {self.valid.shape}."
+            )
+        valid_np = np.asarray(self.valid)
+        counts = valid_np.sum(axis=1)
+        slots = np.arange(valid_np.shape[1])
+        if not np.array_equal(valid_np, slots[None, :] < counts[:, None]):
+            raise ValueError("`valid` must list each receiver's existing senders first, then padding.")
+        index_np = np.asarray(self.index)
+        if index_np.size and (index_np.min() < 0 or index_np.max() >= self.in_features):
+            raise ValueError(
+                f"`index` values must be in [0, {self.in_features}), got [{index_np.min()}, {index_np.max()}]."
+            )
+        self.fan_in = jnp.asarray(counts if fan_in is None else fan_in, jnp.int32)
 
     @property
     def out_features(self) -> int:
@@ -100,17 +148,23 @@ class EllCoupling(eqx.Module):
     def trainable_leaf(self) -> Float[Array, "k fan_in"]:
         return self.values
 
-    def _gather(self, x: Float[Array, "batch d"]) -> Float[Array, "k fan_in batch"]:
-        # Rows of x.T are the batch values of one sender, contiguous in memory, so the gather
-        # moves whole rows instead of single floats.
-        return x.T.at[self.index].get(mode="promise_in_bounds")
-
     def __call__(self, x: Float[Array, "batch d"]) -> Float[Array, "batch k"]:
-        return jnp.einsum("kfb,kf->bk", self._gather(x), self.values)
+        x = x.astype(jnp.float32)
+        if not _native.available():
+            return _xla_ell_matmul(x, self.index, self.values, self.fan_in)
+        return jax.lax.platform_dependent(
+            x, self.index, self.values, self.fan_in, cpu=_native.ell_matmul, default=_xla_ell_matmul
+        )
 
     def outer(self, x: Float[Array, "batch d"], signal: Float[Array, "batch k"], n) -> Float[Array, "k fan_in"]:
-        increment = jnp.einsum("kfb,bk->kf", self._gather(x), signal)
-        return jnp.where(self.valid, increment, 0.0) / _normaliser(n, self.in_features)
+        x, signal = x.astype(jnp.float32), signal.astype(jnp.float32)
+        if _native.available():
+            increment = jax.lax.platform_dependent(
+                x, self.index, signal, self.fan_in, cpu=_native.ell_outer, default=_xla_ell_outer
+            )
+        else:
+            increment = _xla_ell_outer(x, self.index, signal, self.fan_in)
+        return increment / _normaliser(n, self.in_features)
 
     def project(self) -> "EllCoupling":
         return eqx.tree_at(lambda c: c.values, self, jnp.where(self.valid, self.values, 0.0))
@@ -134,12 +188,7 @@ def ell_from_dense(weight: Float[Array, "d k"], mask: Bool[Array, "d k"]) -> Ell
     valid = np.take_along_axis(mask_np, order, axis=0)
     values = np.where(valid, np.take_along_axis(weight_np, order, axis=0), 0.0)
     index = np.where(valid, order, 0)
-    return EllCoupling(
-        values=jnp.asarray(values.T, dtype=weight_np.dtype),
-        index=jnp.asarray(index.T, dtype=jnp.int32),
-        valid=jnp.asarray(valid.T),
-        in_features=int(weight_np.shape[0]),
-    )
+    return EllCoupling(values.T, index.T, valid.T, int(weight_np.shape[0]))
 
 
 def resolve_kernel(kernel: str, density: float) -> str:
@@ -147,7 +196,8 @@ def resolve_kernel(kernel: str, density: float) -> str:
     if kernel not in KERNELS:
         raise ValueError(f"`kernel` must be one of {KERNELS}, got {kernel!r}.")
     if kernel == "auto":
-        return "ell" if density <= ELL_MAX_DENSITY else "dense"
+        limit = ELL_MAX_DENSITY_NATIVE if _native.available() else ELL_MAX_DENSITY_XLA
+        return "ell" if density <= limit else "dense"
     return kernel
 
 
