@@ -64,3 +64,4 @@ from darnax_core._rules import (
 )
 from darnax_core._state import State as State, init_state as init_state
 from darnax_core._loop import FitResult as FitResult, evaluate as evaluate, fit as fit, pad_batch as pad_batch
+from darnax_core._inspect import relaxed_state as relaxed_state, trajectory as trajectory

@@ -224,18 +224,26 @@ def train_step_impl(net: Network, opt_state, x, y, key, sample_mask, *, protocol
     return net, opt_state, metrics
 
 
-def eval_step_impl(net: Network, x, key, *, protocol: Protocol):
-    """Pure evaluation: warmup and ``eval_sweeps`` label-free sweeps, then the readout field."""
+def relax(net: Network, x, protocol: Protocol, key):
+    """Run the evaluation dynamics (warmup, then ``eval_sweeps`` label-free sweeps).
+
+    Returns the hidden state, its forward fields for rows ``1..L+1`` and the sweeps used per phase.
+    """
     inputs = dyn.input_messages(net, x)
     no_labels = (None,) * net.output_row
     const_forward = dyn.constant_fields(net, inputs, no_labels, Messages.FORWARD)
     const_free = dyn.constant_fields(net, inputs, no_labels, protocol.free_messages)
     hidden = tuple(jnp.zeros((x.shape[0], size), x.dtype) for size in net.sizes[1:-1])
     hidden, warm = _phase(net, hidden, const_forward, Messages.FORWARD, protocol.warmup, protocol, key, 0)
-    hidden, relax = _phase(net, hidden, const_free, protocol.free_messages, protocol.eval_sweeps, protocol, key, 1)
-    fields = _state_fields(net, hidden, const_forward)
+    hidden, settle = _phase(net, hidden, const_free, protocol.free_messages, protocol.eval_sweeps, protocol, key, 1)
+    return hidden, _state_fields(net, hidden, const_forward), jnp.stack([warm.sweeps, settle.sweeps])
+
+
+def eval_step_impl(net: Network, x, key, *, protocol: Protocol):
+    """Pure evaluation: warmup and ``eval_sweeps`` label-free sweeps, then the readout field."""
+    hidden, fields, sweeps = relax(net, x, protocol, key)
     logits = fields[-1]
-    metrics = EvalMetrics(logits=logits, unsat=_unsat(net, hidden, fields, None), sweeps=jnp.stack([warm.sweeps, relax.sweeps]))
+    metrics = EvalMetrics(logits=logits, unsat=_unsat(net, hidden, fields, None), sweeps=sweeps)
     return jnp.argmax(logits, axis=-1), metrics
 
 

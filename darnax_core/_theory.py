@@ -160,7 +160,7 @@ def _check_finite(name: str, array: Array) -> Array:
     message = f"`{name}` contains NaN or infinite values; pass finite values."
     if isinstance(array, jax.core.Tracer):
         return eqx.error_if(array, ~jnp.all(jnp.isfinite(array)), message)
-    if not bool(jnp.all(jnp.isfinite(array))):
+    if not np.all(np.isfinite(np.asarray(array))):
         raise ValueError(message)
     return array
 
@@ -180,8 +180,9 @@ def _check_zero_diagonal(name: str, couplings: Array) -> Array:
     )
     if isinstance(couplings, jax.core.Tracer):
         return eqx.error_if(couplings, jnp.any(diagonal != 0), message)
-    if bool(jnp.any(diagonal != 0)):
-        largest = float(jnp.max(jnp.abs(diagonal)))
+    diagonal = np.asarray(diagonal)
+    if np.any(diagonal != 0):
+        largest = float(np.max(np.abs(diagonal)))
         raise ValueError(f"{message} Got a diagonal entry of magnitude {largest:.4g}.")
     return couplings
 
@@ -226,9 +227,10 @@ def _check_states(name: str, states: object, shape_tail: tuple[int, ...], dtype:
         )
     allowed = (-1.0, 0.0, 1.0) if allow_zero else (-1.0, 1.0)
     if not isinstance(array, jax.core.Tracer):
-        valid = jnp.isin(array, jnp.asarray(allowed, array.dtype))
-        if not bool(jnp.all(valid)):
-            bad = float(array[~valid][0])
+        values = np.asarray(array)
+        valid = np.isin(values, allowed)
+        if not np.all(valid):
+            bad = float(values[~valid][0])
             raise ValueError(f"`{name}` entries must be in {allowed}, got the value {bad}.")
     return array.astype(dtype)
 
@@ -619,7 +621,7 @@ def _single_layer_dynamics(couplings: Array, j_d: Array, initial: Array, key: PR
     return _relax(update, is_fixed, initial, sweeps)
 
 
-_single_layer_dynamics_jit = jax.jit(_single_layer_dynamics, static_argnames=("schedule", "sweeps"))
+_single_layer_dynamics_jit = jax.jit(_single_layer_dynamics, static_argnames=("schedule",))
 
 
 def run_sign_dynamics(J: Float[ArrayLike, "n n"], j_d: Float[ArrayLike, "n"] | float,
@@ -705,7 +707,7 @@ def _chain_dynamics(couplings: Array, j_d: Array, lam: Array, initial: Array, sc
     return _relax(update, is_fixed, initial, sweeps)
 
 
-_chain_dynamics_jit = jax.jit(_chain_dynamics, static_argnames=("schedule", "sweeps"))
+_chain_dynamics_jit = jax.jit(_chain_dynamics, static_argnames=("schedule",))
 
 
 def run_chain_dynamics(J: Float[ArrayLike, "layers n n"], lam: float,
@@ -761,8 +763,8 @@ def _initial_states(key: PRNGKeyArray, init: str, shape: tuple[int, ...],
     return _draw_flat(functools.partial(jax.random.rademacher, dtype=dtype), key, shape)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "schedule", "sweeps", "starts", "samples",
-                                             "init", "density", "batch_size"))
+@functools.partial(jax.jit, static_argnames=("n", "schedule", "starts", "samples", "init",
+                                             "density", "batch_size"))
 def _single_layer_runs(key: PRNGKeyArray, j_d: Array, *, n: int, schedule: str, sweeps: int,
                        starts: int, samples: int, init: str, density: float,
                        batch_size: int) -> DynamicsResult:
@@ -775,8 +777,8 @@ def _single_layer_runs(key: PRNGKeyArray, j_d: Array, *, n: int, schedule: str, 
     return jax.lax.map(run_sample, jax.random.split(key, samples), batch_size=batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "layers", "schedule", "sweeps", "starts",
-                                             "samples", "init", "density", "batch_size"))
+@functools.partial(jax.jit, static_argnames=("n", "layers", "schedule", "starts", "samples",
+                                             "init", "density", "batch_size"))
 def _chain_runs(key: PRNGKeyArray, lam: Array, *, n: int, layers: int, schedule: str,
                 sweeps: int, starts: int, samples: int, init: str, density: float,
                 batch_size: int) -> DynamicsResult:
@@ -873,8 +875,9 @@ def accessibility(key: PRNGKeyArray, n: int, j_d_values: Sequence[float] | Float
         results.append(_single_layer_runs(
             key, j_d, n=n, schedule=schedule, sweeps=sweeps, starts=starts, samples=samples,
             init=init, density=density, batch_size=batch_size))
-        logger.debug("accessibility n=%d j_d=%.4g schedule=%s: converged fraction %.4f", n,
-                     float(j_d), schedule, float(jnp.mean(results[-1].converged)))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("accessibility n=%d j_d=%.4g schedule=%s: converged fraction %.4f",
+                         n, float(j_d), schedule, float(jnp.mean(results[-1].converged)))
     return _summarise(results, values)
 
 
@@ -888,7 +891,7 @@ def chain_accessibility(key: PRNGKeyArray, n: int, lambdas: Sequence[float] | Fl
     ``random_couplings`` per layer and a one-to-one coupling ``lam`` between same-index
     units of neighbouring layers (see :func:`run_chain_dynamics`). The same couplings and
     starts are reused for every ``lam``. With ``init="zero"`` the first sweep sets every
-    unit of the first layer to ``sign(0) = +1``.
+    unit of the first layer to ``sign(0) = +1``, and of every layer when synchronous.
 
     Parameters
     ----------
@@ -923,6 +926,8 @@ def chain_accessibility(key: PRNGKeyArray, n: int, lambdas: Sequence[float] | Fl
         results.append(_chain_runs(
             key, lam, n=n, layers=layers, schedule=schedule, sweeps=sweeps, starts=starts,
             samples=samples, init=init, density=density, batch_size=batch_size))
-        logger.debug("chain accessibility n=%d layers=%d lam=%.4g schedule=%s: fraction %.4f",
-                     n, layers, float(lam), schedule, float(jnp.mean(results[-1].converged)))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("chain accessibility n=%d layers=%d lam=%.4g schedule=%s: "
+                         "converged fraction %.4f", n, layers, float(lam), schedule,
+                         float(jnp.mean(results[-1].converged)))
     return _summarise(results, values)
