@@ -65,3 +65,20 @@ from darnax_core._rules import (
 from darnax_core._state import State as State, init_state as init_state
 from darnax_core._loop import FitResult as FitResult, evaluate as evaluate, fit as fit, pad_batch as pad_batch
 from darnax_core._inspect import relaxed_state as relaxed_state, trajectory as trajectory
+from darnax_core._theory import (
+    FixedPointCount as FixedPointCount,
+    count_fixed_points as count_fixed_points,
+    enumerate_fixed_points as enumerate_fixed_points,
+    expected_fixed_points as expected_fixed_points,
+    is_fixed_point as is_fixed_point,
+    mean_fixed_point_count as mean_fixed_point_count,
+    random_couplings as random_couplings,
+)
+from darnax_core._theory_dynamics import (
+    AccessibilityCurve as AccessibilityCurve,
+    DynamicsResult as DynamicsResult,
+    accessibility as accessibility,
+    chain_accessibility as chain_accessibility,
+    run_chain_dynamics as run_chain_dynamics,
+    run_sign_dynamics as run_sign_dynamics,
+)

@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets/mnist"), help="folder with the MNIST IDX files")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
     parser.add_argument("--hidden", type=int, default=2000, help="hidden units (default 2000)")
+    parser.add_argument("--strength-back", type=float, default=1.3, help="scale of the label feedback W_back (default 1.3)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--batch-size", type=int, default=16, help="training batch size (default 16)")
     parser.add_argument("--model-seed", type=int, default=44, help="seed of the model's initialisation")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the batch order")
@@ -59,7 +61,7 @@ def main() -> None:
 
     train = read_mnist(args.data, "train")
     test = read_mnist(args.data, "test")
-    config = dc.TUTORIAL_09.replace(hidden=args.hidden, batch_size=args.batch_size)
+    config = dc.TUTORIAL_09.replace(hidden=args.hidden, batch_size=args.batch_size, strength_back=args.strength_back)
     net = dc.paper_model(jax.random.PRNGKey(args.model_seed), config)
     optimizer = dc.paper_model_optimizer(net, config)
     protocol = dc.paper_protocol(config)
@@ -83,6 +85,7 @@ def main() -> None:
         batch_size=config.batch_size,
         test=test,
         on_epoch_end=report,
+        progress=not args.no_progress,
     )
     print(f"total {time.perf_counter() - start:.1f} s")
     if args.json:
