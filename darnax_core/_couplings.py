@@ -1,7 +1,7 @@
 """Coupling matrices: dense (optionally masked) and sparse fixed-fan-in (ELL) storage.
 
 A coupling maps a sender state ``x`` of shape ``(batch, d)`` to the field ``x @ W`` of shape
-``(batch, k)``; ``W[j, i]`` is the coupling from sender unit ``j`` to receiver unit ``i``. Both
+``(batch, k)``. ``W[j, i]`` is the coupling from sender unit ``j`` to receiver unit ``i``. Both
 storages expose the same four operations, so layers and edges never look at the storage:
 
 - ``coupling(x)``: the field ``x @ W``;
@@ -33,8 +33,8 @@ KERNELS = ("auto", "dense", "ell")
 
 # Densities at or below these use the ELL layout when ``kernel="auto"``: the first with the native
 # kernels, the second with XLA gathers only. Measured on a 2-core x86 CPU at batch 16 (see
-# docs/benchmarks.md): with native kernels a 10%-dense 784x2000 coupling trains faster in ELL, as
-# its update and optimizer step touch 7x fewer values; with XLA gathers only the 1%-dense
+# docs/benchmarks.md). With native kernels a 10%-dense 784x2000 coupling trains faster in ELL,
+# because its update and optimizer step touch 7x fewer values. With XLA gathers only the 1%-dense
 # recurrent coupling gains.
 ELL_MAX_DENSITY_NATIVE = 0.25
 ELL_MAX_DENSITY_XLA = 0.05
@@ -90,7 +90,7 @@ def _gather_rows(x: Float[Array, "batch d"], index: Int[Array, "k fan_in"]) -> F
 
 
 def _xla_ell_matmul(x, index, values, fan_in):
-    """XLA version of :func:`darnax_core._native.ell_matmul` (padding holds zeros)."""
+    """XLA version of :func:`darnax_core._native.ell_matmul` (padding slots contain zeros)."""
     return jnp.einsum("kfb,kf->bk", _gather_rows(x, index), values)
 
 
@@ -105,7 +105,7 @@ class EllCoupling(eqx.Module):
 
     Slots are filled valid-first: slots at and beyond ``fan_in[i]`` are padding, point at sender 0
     and hold zero. On CPU the products run in native kernels (:mod:`darnax_core._native`) when they
-    are available, and through XLA gathers otherwise; both give the same values up to float
+    are available, and through XLA gathers otherwise. Both give the same values up to float
     summation order.
     """
 

@@ -2,8 +2,8 @@
 
 A sweep updates every hidden layer once; the output row is never updated. Schedules:
 
-- ``SEQUENTIAL``: layers in order, each updated at once from the current state, so a layer sees
-  the new values of the layers before it (the reference's schedule).
+- ``SEQUENTIAL``: layers in order, each updated at once from the current state, so a layer reads
+  the new values of the layers before it (the schedule of darnax 0.4).
 - ``PARALLEL``: every layer from the previous sweep's state.
 - ``ASYNCHRONOUS``: one unit at a time in a fresh random order each sweep, each seeing the
   current state. Every unit update recomputes its layer's field, so a sweep costs

@@ -148,8 +148,8 @@ class TanhLayer(_RecurrentLayer):
 class Readout(eqx.Module):
     """The output layer: identity activation, no self-coupling, nothing to learn.
 
-    During training its state holds the label. Its field is the sum of the messages it receives
-    (for the paper's model, ``s @ W_out``), and the prediction is the argmax of that field.
+    During training its state contains the label. Its field is the sum of the messages it receives
+    (for the one-hidden-layer model, ``s @ W_out``), and the prediction is the argmax of that field.
     """
 
     features: int = eqx.field(static=True)

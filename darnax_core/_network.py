@@ -2,7 +2,7 @@
 
 Rows are numbered like the state buffers: row 0 is the input (it never receives messages), rows
 ``1..L`` are the hidden layers and row ``L + 1`` is the output. Edge ``(i, j)`` carries the message
-from sender ``j`` to receiver ``i``; ``j < i`` is a forward edge and ``j > i`` a feedback edge (the
+from sender ``j`` to receiver ``i``. ``j < i`` is a forward edge and ``j > i`` a feedback edge (the
 label feedback is ``(L, L + 1)``). The integer structure is static; the modules are the leaves.
 """
 
@@ -17,7 +17,7 @@ from darnax_core._layers import BinaryLayer, Layer, Readout, TanhLayer
 
 
 class Messages(str, enum.Enum):
-    """Which senders contribute to a receiver's field.
+    """Subset of senders whose messages enter a receiver's field.
 
     - ``FORWARD``: senders ``j <= i`` (the input, lower layers and the layer itself). It drops the
       label feedback and every higher hidden layer.

@@ -1,7 +1,7 @@
 """Optimizer plumbing: only trainable leaves ever reach Optax.
 
 :func:`partition` splits a network into the trainable weights and everything else (masks, ELL
-indices, ``j_d``, margins, frozen edges). Optax sees only the first part, so no optimizer state is
+indices, ``j_d``, margins, frozen edges). Optax receives only the first part, so no optimizer state is
 allocated for frozen values and no transform (Adam, weight decay) can change them.
 """
 

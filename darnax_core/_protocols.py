@@ -3,7 +3,8 @@
 One training step on a batch:
 
 - ``"paper"``: warmup (forward messages) -> clamped (all messages, the label field acts) -> free
-  (no label) -> local update at the free state. This is the algorithm of the paper's runs.
+  (no label) -> local update at the free state. This is the algorithm of Badalotti et al.,
+  "Dynamical Learning in Deep Asymmetric Recurrent Neural Networks" (arXiv:2509.05041).
 - ``"clamped_update"``: warmup -> free -> clamped -> local update at the clamped state.
 - ``"contrastive"``: warmup -> free (increments A) -> clamped from the free state (increments B);
   the applied increment is ``B - A`` (``sign="clamped_minus_free"``, the textbook contrastive
@@ -251,9 +252,9 @@ def make_train_step(protocol: Protocol, optimizer: optax.GradientTransformation,
     """Return ``train_step(net, opt_state, x, y, key, sample_mask=None) -> (net, opt_state, metrics)``.
 
     ``y`` is class indices ``(batch,)`` or a ``(batch, C)`` +-1 label matrix. ``sample_mask``
-    ``(batch,)`` marks real samples in a padded batch: padded samples get no update and the rules
-    normalise by the number of real samples, so a padded batch trains like the unpadded one and the
-    step compiles once per batch size. With ``validate=True`` shapes, label values and finiteness
+    ``(batch,)`` marks real samples in a padded batch. Padded samples get no update, and the rules
+    normalise by the number of real samples. A padded batch therefore trains like the unpadded one,
+    and the step compiles once per batch size. With ``validate=True`` shapes, label values and finiteness
     are checked on the host before the jitted call.
     """
     if not isinstance(protocol, Protocol):

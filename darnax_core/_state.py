@@ -13,8 +13,8 @@ from darnax_core._network import Network
 class State(NamedTuple):
     """Network state for a batch.
 
-    ``input`` is clamped and never changes. ``hidden`` holds one ``(batch, n_l)`` buffer per hidden
-    layer. ``output`` holds the +-1 label during training and is ``None`` at evaluation, so no
+    ``input`` is clamped and never changes. ``hidden`` contains one ``(batch, n_l)`` buffer per
+    hidden layer. ``output`` contains the +-1 label during training and is ``None`` at evaluation, so no
     label can leak into the dynamics.
     """
 
