@@ -36,9 +36,12 @@ def check_finite_number(value, name: str) -> float:
 
 def per_unit_param(value, features: int, name: str) -> Float[Array, "..."]:
     """Return a scalar or per-unit ``(features,)`` float32 parameter, rejecting other shapes."""
-    array = np.asarray(value, dtype=np.float64) if not hasattr(value, "shape") else np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"`{name}` must be a number or an array of numbers, got {value!r}.") from error
     if array.dtype.kind not in "fiu":
-        raise TypeError(f"`{name}` must be a number or an array of numbers, got dtype {array.dtype}.")
+        raise TypeError(f"`{name}` must be a number or an array of numbers, got {value!r} (dtype {array.dtype}).")
     if array.ndim == 1 and array.shape[0] == 1:
         array = array.reshape(())
     if array.shape not in ((), (features,)):

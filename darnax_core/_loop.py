@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from darnax_core._checks import check_positive_int
 from darnax_core._network import Network
 from darnax_core._optim import init_optimizer
-from darnax_core._protocols import Protocol, make_eval_step, make_train_step
+from darnax_core._protocols import Protocol, check_labels, make_eval_step, make_train_step
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def pad_batch(x: np.ndarray, y: np.ndarray, batch_size: int):
     partial batch of an epoch needs no new compilation.
     """
     count = x.shape[0]
+    if count > batch_size or count == 0:
+        raise ValueError(f"`pad_batch` needs 1 to batch_size={batch_size} rows, got {count}.")
     mask = np.zeros(batch_size, bool)
     mask[:count] = True
     if count == batch_size:
@@ -49,18 +51,20 @@ def _as_numpy_split(data, name: str, net: Network):
     if not (isinstance(data, tuple) and len(data) == 2):
         raise TypeError(f"`{name}` must be a tuple (x, y) of arrays, got {type(data).__name__}.")
     x, y = np.asarray(data[0], np.float32), np.asarray(data[1])
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty; pass at least one sample.")
     x = x.reshape(x.shape[0], -1)
     if x.shape[1] != net.input_dim:
         raise ValueError(f"`{name}` inputs have {x.shape[1]} features, but the network expects {net.input_dim}.")
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"`{name}` has {x.shape[0]} inputs but {y.shape[0]} labels.")
-    if x.shape[0] == 0:
-        raise ValueError(f"`{name}` is empty.")
+    check_labels(y, net.num_classes, x.shape[0])
     return x, y
 
 
 def evaluate(net: Network, protocol: Protocol, data, *, key: jax.Array, batch_size: int = 1000, eval_step=None) -> dict:
     """Return ``{"accuracy", "unsat"}`` of ``net`` on ``data = (x, y)`` (labels as class indices)."""
+    batch_size = check_positive_int(batch_size, "batch_size")
     x, y = _as_numpy_split(data, "data", net)
     labels = y if y.ndim == 1 else y.argmax(axis=1)
     eval_step = eval_step or make_eval_step(protocol)
@@ -95,7 +99,10 @@ def fit(
 
     Batches are reshuffled every epoch from ``key``; the last partial batch is padded and masked.
     Returns the trained network, the optimizer state and a list of per-epoch metrics
-    (``train_accuracy`` during training, ``test_accuracy``, ``unsat``, ``seconds``).
+    (``train_accuracy``, ``seconds``, and ``test_accuracy``/``test_unsat`` when ``test`` is given).
+    ``train_accuracy`` is read during training from the free state of each step. Under the paper's
+    protocol that state starts from the clamped one, which the label shaped, so it overstates the
+    accuracy of label-free evaluation.
     """
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")

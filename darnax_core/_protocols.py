@@ -126,8 +126,19 @@ def check_labels(y, num_classes: int, batch: int) -> None:
         low, high = int(y_np.min()), int(y_np.max())
         if low < 0 or high >= num_classes:
             raise ValueError(f"Class indices must be in [0, {num_classes}), got values in [{low}, {high}].")
-    elif y_np.ndim == 2 and not np.all(np.isfinite(y_np)):
-        raise ValueError("The label matrix contains NaN or inf.")
+    if y_np.ndim not in (1, 2) or (y_np.ndim == 2 and y_np.shape[1] != num_classes):
+        raise ValueError(
+            f"Labels must be class indices (batch,) or a (batch, {num_classes}) label matrix, got shape {y_np.shape}."
+        )
+    if y_np.ndim == 2:
+        if not np.all(np.isfinite(y_np)):
+            raise ValueError("The label matrix contains NaN or inf.")
+        one_plus = np.all((y_np == 1) | (y_np == -1)) and np.all(np.sum(y_np == 1, axis=1) == 1)
+        if not one_plus:
+            raise ValueError(
+                "A label matrix must have +-1 one-hot rows (one +1 per row, -1 elsewhere). Pass class "
+                "indices instead, or convert other encodings (0/1 one-hot, rescaled) with argmax first."
+            )
 
 
 def _state_fields(net: Network, hidden, const_forward):

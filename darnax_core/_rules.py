@@ -107,22 +107,25 @@ def perceptron_rule(x, target, field, margin, gate: Gate = None) -> Float[Array,
     ``(batch, k)``.
     """
     x, target, field = _check_rule_inputs(x, target, field)
+    n = sample_count(x.shape[0], gate)
     signal = perceptron_signal(target, field, margin, gate)
-    return _outer(x, signal, sample_count(x.shape[0], gate))
+    return _outer(x, signal, n)
 
 
 def tanh_rule(x, target, field, tolerance: float, gate: Gate = None) -> Float[Array, "d k"]:
     """Return the tanh delta-rule increment ``x.T [(y - o)(1 - o^2)[|y - o| >= tol]] / sqrt(n d)``."""
     x, target, field = _check_rule_inputs(x, target, field)
+    n = sample_count(x.shape[0], gate)
     signal = tanh_signal(target, field, tolerance, gate)
-    return _outer(x, signal, sample_count(x.shape[0], gate))
+    return _outer(x, signal, n)
 
 
 def truncated_tanh_rule(x, target, field, margin, tolerance: float, gate: Gate = None) -> Float[Array, "d k"]:
     """Return the truncated tanh increment ``x.T (M [1 - |tanh h| < tol] y) / sqrt(n d)``."""
     x, target, field = _check_rule_inputs(x, target, field)
+    n = sample_count(x.shape[0], gate)
     signal = truncated_tanh_signal(target, field, margin, tolerance, gate)
-    return _outer(x, signal, sample_count(x.shape[0], gate))
+    return _outer(x, signal, n)
 
 
 def cross_entropy_rule(x, target, field, gate: Gate = None) -> Float[Array, "d k"]:
@@ -131,8 +134,8 @@ def cross_entropy_rule(x, target, field, gate: Gate = None) -> Float[Array, "d k
     Unlike the perceptron rules it divides by the sample count ``n``, as a mean over the batch.
     """
     x, target, field = _check_rule_inputs(x, target, field)
-    signal = cross_entropy_signal(target, field, gate)
     n = jnp.maximum(sample_count(x.shape[0], gate), 1.0)
+    signal = cross_entropy_signal(target, field, gate)
     return x.T @ signal / (n * jnp.sqrt(x.shape[-1]))
 
 

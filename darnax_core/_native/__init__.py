@@ -94,11 +94,13 @@ def available() -> bool:
 
 def ell_matmul(x, index, values, count):
     """Return ``(batch, k)`` fields of an ELL coupling: ``out[b, i] = sum_f values[i, f] x[b, index[i, f]]``."""
-    call = jax.ffi.ffi_call(_MATMUL, jax.ShapeDtypeStruct((index.shape[0], x.shape[0]), jnp.float32))
+    call = jax.ffi.ffi_call(
+        _MATMUL, jax.ShapeDtypeStruct((index.shape[0], x.shape[0]), jnp.float32), vmap_method="sequential"
+    )
     return call(x.T, index, values, count).T
 
 
 def ell_outer(x, index, signal, count):
     """Return ``(k, fan_in)`` products ``sum_b x[b, index[i, f]] signal[b, i]`` (zero in padding)."""
-    call = jax.ffi.ffi_call(_OUTER, jax.ShapeDtypeStruct(index.shape, jnp.float32))
+    call = jax.ffi.ffi_call(_OUTER, jax.ShapeDtypeStruct(index.shape, jnp.float32), vmap_method="sequential")
     return call(x.T, index, signal.T, count)
