@@ -53,6 +53,17 @@ def per_unit_param(value, features: int, name: str) -> Float[Array, "..."]:
     return jnp.asarray(array, dtype=jnp.float32)
 
 
+def parse_enum(cls, value, what: str):
+    """Return the member of the string enum ``cls`` named by ``value``, or raise listing the choices."""
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(repr(member.value) for member in cls)
+        raise ValueError(f"Unknown {what} {value!r}; expected one of {allowed}.") from None
+
+
 def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
     """Return ``value`` after checking that it is one of ``choices``."""
     if value not in choices:

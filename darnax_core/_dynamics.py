@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from darnax_core._checks import parse_enum
 from darnax_core._network import Messages, Network
 
 
@@ -32,13 +33,7 @@ class Schedule(str, enum.Enum):
 
     @classmethod
     def parse(cls, value) -> "Schedule":
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(repr(s.value) for s in cls)
-            raise ValueError(f"Unknown schedule {value!r}; expected one of {allowed}.") from None
+        return parse_enum(cls, value, "schedule")
 
 
 Hidden = tuple[Float[Array, "batch _"], ...]

@@ -32,11 +32,22 @@ def _recurrent_coupling(key, features: int, strength: float, density: float, ker
 
 
 class _RecurrentLayer(eqx.Module):
-    """Shared state of the recurrent layers: ``J`` (learned off-diagonal) and ``j_d`` (fixed)."""
+    """Shared state of the recurrent layers: ``J`` (learned off-diagonal), ``j_d`` and the margin (fixed)."""
 
     coupling: Coupling
     j_d: Float[Array, "*units"]
+    margin: Float[Array, "*units"]
     trainable: bool = eqx.field(static=True)
+
+    def _init_recurrent(self, features, j_d, margin, key, density, strength, kernel, trainable) -> None:
+        """Validate the shared arguments and draw ``J`` (called from the subclasses' ``__init__``)."""
+        features = check_positive_int(features, "features")
+        density = check_density(density)
+        strength = check_finite_number(strength, "strength")
+        self.j_d = per_unit_param(j_d, features, "j_d")
+        self.margin = per_unit_param(margin, features, "margin")
+        self.coupling = _recurrent_coupling(key, features, strength, density, kernel)
+        self.trainable = bool(trainable)
 
     @property
     def features(self) -> int:
@@ -68,7 +79,6 @@ class BinaryLayer(_RecurrentLayer):
     an empty diagonal. It learns by the perceptron rule with margin ``margin`` (scalar or per unit).
     """
 
-    margin: Float[Array, "*units"]
     is_binary: ClassVar[bool] = True
 
     def __init__(
@@ -83,13 +93,7 @@ class BinaryLayer(_RecurrentLayer):
         kernel: str = "auto",
         trainable: bool = True,
     ):
-        features = check_positive_int(features, "features")
-        density = check_density(density)
-        strength = check_finite_number(strength, "strength")
-        self.j_d = per_unit_param(j_d, features, "j_d")
-        self.margin = per_unit_param(margin, features, "margin")
-        self.coupling = _recurrent_coupling(key, features, strength, density, kernel)
-        self.trainable = bool(trainable)
+        self._init_recurrent(features, j_d, margin, key, density, strength, kernel, trainable)
 
     @staticmethod
     def activation(h: Float[Array, "batch n"]) -> Float[Array, "batch n"]:
@@ -106,7 +110,6 @@ class TanhLayer(_RecurrentLayer):
     truncated rule, which also needs ``margin``.
     """
 
-    margin: Float[Array, "*units"]
     tolerance: float = eqx.field(static=True)
     rule: str = eqx.field(static=True)
     is_binary: ClassVar[bool] = False
@@ -125,15 +128,9 @@ class TanhLayer(_RecurrentLayer):
         kernel: str = "auto",
         trainable: bool = True,
     ):
-        features = check_positive_int(features, "features")
-        density = check_density(density)
-        strength = check_finite_number(strength, "strength")
         self.rule = check_choice(rule, "rule", ("tanh", "truncated"))
         self.tolerance = check_finite_number(tolerance, "tolerance")
-        self.j_d = per_unit_param(j_d, features, "j_d")
-        self.margin = per_unit_param(margin, features, "margin")
-        self.coupling = _recurrent_coupling(key, features, strength, density, kernel)
-        self.trainable = bool(trainable)
+        self._init_recurrent(features, j_d, margin, key, density, strength, kernel, trainable)
 
     @staticmethod
     def activation(h: Float[Array, "batch n"]) -> Float[Array, "batch n"]:

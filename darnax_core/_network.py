@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import equinox as eqx
 
-from darnax_core._checks import check_positive_int
+from darnax_core._checks import check_positive_int, parse_enum
 from darnax_core._edges import Edge, Ferromagnetic, LabelFeedback, Linear
 from darnax_core._layers import BinaryLayer, Layer, Readout, TanhLayer
 
@@ -32,13 +32,7 @@ class Messages(str, enum.Enum):
 
     @classmethod
     def parse(cls, value) -> "Messages":
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(repr(m.value) for m in cls)
-            raise ValueError(f"Unknown message subset {value!r}; expected one of {allowed}.") from None
+        return parse_enum(cls, value, "message subset")
 
 
 class Network(eqx.Module):
