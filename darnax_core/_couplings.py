@@ -15,6 +15,7 @@ storages expose the same four operations, so layers and edges never look at the 
 trainable leaf holds only those non-zeros (plus padding), so optimizer state stays small.
 """
 
+import functools
 import logging
 from typing import Literal
 
@@ -230,3 +231,20 @@ def random_mask(key: jax.Array, shape: tuple[int, int], density: float, *, zero_
     if zero_diagonal:
         mask = mask & ~jnp.eye(*shape, dtype=bool)
     return mask
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "density", "zero_diagonal"))
+def draw_coupling(key: jax.Array, shape: tuple[int, int], density: float, scale, *, zero_diagonal: bool):
+    """Draw ``N(0, 1) * scale`` weights on a Bernoulli(``density``) mask, as one compiled call.
+
+    Returns ``(weight, mask)``. The mask is all True for ``density = 1``, except for an empty
+    diagonal when ``zero_diagonal``. Compiling the draw as one function keeps model construction
+    to one compilation per shape instead of one per array operation.
+    """
+    mask_key, weight_key = jax.random.split(key)
+    if density < 1.0:
+        mask = random_mask(mask_key, shape, density, zero_diagonal=zero_diagonal)
+    else:
+        mask = ~jnp.eye(*shape, dtype=bool) if zero_diagonal else jnp.ones(shape, bool)
+    weight = jax.random.normal(weight_key, shape, jnp.float32) * scale
+    return jnp.where(mask, weight, 0.0), mask

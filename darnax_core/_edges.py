@@ -7,7 +7,7 @@ from jaxtyping import Array, Float
 
 from darnax_core import _rules
 from darnax_core._checks import check_choice, check_finite_number, check_positive_int, per_unit_param
-from darnax_core._couplings import Coupling, check_density, make_coupling, random_mask
+from darnax_core._couplings import Coupling, check_density, draw_coupling, make_coupling
 
 EDGE_RULES = ("perceptron", "cross_entropy")
 
@@ -45,11 +45,9 @@ class Linear(eqx.Module):
         strength = check_finite_number(strength, "strength")
         self.rule = check_choice(rule, "rule", EDGE_RULES)
         self.margin = per_unit_param(margin, out_features, "margin")
-        mask_key, weight_key = jax.random.split(key)
-        mask = random_mask(mask_key, (in_features, out_features), density, zero_diagonal=False) if density < 1.0 else None
-        scale = strength / jnp.sqrt(in_features * density)
-        weight = jax.random.normal(weight_key, (in_features, out_features), jnp.float32) * scale
-        self.coupling = make_coupling(weight, mask, kernel=kernel, density=density)
+        scale = strength / (in_features * density) ** 0.5
+        weight, mask = draw_coupling(key, (in_features, out_features), density, scale, zero_diagonal=False)
+        self.coupling = make_coupling(weight, mask if density < 1.0 else None, kernel=kernel, density=density)
         self.trainable = bool(trainable)
 
     @property

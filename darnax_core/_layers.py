@@ -15,19 +15,14 @@ from jaxtyping import Array, Float
 
 from darnax_core import _rules
 from darnax_core._checks import check_choice, check_finite_number, check_positive_int, per_unit_param
-from darnax_core._couplings import Coupling, check_density, make_coupling, random_mask
+from darnax_core._couplings import Coupling, check_density, draw_coupling, make_coupling
 from darnax_core._ops import sign
 
 
 def _recurrent_coupling(key, features: int, strength: float, density: float, kernel: str) -> Coupling:
     """Draw ``J ~ N(0, 1) * strength / sqrt(N * density)`` on a Bernoulli mask with empty diagonal."""
-    mask_key, weight_key = jax.random.split(key)
-    if density < 1.0:
-        mask = random_mask(mask_key, (features, features), density, zero_diagonal=True)
-    else:
-        mask = ~jnp.eye(features, dtype=bool)
-    scale = strength / jnp.sqrt(features * density)
-    weight = jax.random.normal(weight_key, (features, features), jnp.float32) * scale
+    scale = strength / (features * density) ** 0.5
+    weight, mask = draw_coupling(key, (features, features), density, scale, zero_diagonal=True)
     return make_coupling(weight, mask, kernel=kernel, density=density)
 
 
