@@ -1,0 +1,76 @@
+"""Jitted helpers around the core steps: epoch sums of the metrics and the label-free relaxation."""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+import darnax_core as dc
+
+
+class Totals(NamedTuple):
+    """Device-side sums over an epoch, read back to the host only when logged."""
+
+    correct: jax.Array
+    count: jax.Array
+    unsat: jax.Array  # sum over samples of the fraction of unsatisfied hidden units
+    sweeps: jax.Array  # sum over steps of the sweeps run in all phases
+    steps: jax.Array
+
+
+def zero_totals() -> Totals:
+    return Totals(jnp.int32(0), jnp.int32(0), jnp.float32(0), jnp.float32(0), jnp.int32(0))
+
+
+@jax.jit
+def add_train_metrics(totals: Totals, metrics: dc.StepMetrics) -> Totals:
+    count = metrics.count
+    return Totals(
+        totals.correct + metrics.correct,
+        totals.count + count,
+        totals.unsat + jnp.mean(metrics.unsat) * count,
+        totals.sweeps + jnp.sum(metrics.sweeps),
+        totals.steps + 1,
+    )
+
+
+@jax.jit
+def add_eval_metrics(totals: Totals, predictions, y, metrics: dc.EvalMetrics) -> Totals:
+    labels = y if y.ndim == 1 else jnp.argmax(y, axis=1)
+    count = jnp.int32(predictions.shape[0])
+    return Totals(
+        totals.correct + jnp.sum(predictions == labels).astype(jnp.int32),
+        totals.count + count,
+        totals.unsat + jnp.mean(metrics.unsat) * count,
+        totals.sweeps + jnp.sum(metrics.sweeps),
+        totals.steps + 1,
+    )
+
+
+@functools.partial(jax.jit, static_argnames="protocol")
+def relax_without_labels(net: dc.Network, x, key, *, protocol: dc.Protocol):
+    """Run the evaluation dynamics of ``protocol`` and return ``(logits, hidden)``.
+
+    The phases and keys are those of ``dc.eval_step_impl``: a forward warmup from zero states,
+    then ``eval_sweeps`` label-free sweeps; the logits are the readout's forward field.
+    """
+    no_labels = (None,) * net.output_row
+    inputs = dc.input_messages(net, x)
+    const_forward = dc.constant_fields(net, inputs, no_labels, dc.Messages.FORWARD)
+    const_free = dc.constant_fields(net, inputs, no_labels, protocol.free_messages)
+    hidden = tuple(jnp.zeros((x.shape[0], size), x.dtype) for size in net.sizes[1:-1])
+    phases = ((const_forward, dc.Messages.FORWARD, protocol.warmup), (const_free, protocol.free_messages, protocol.eval_sweeps))
+    for index, (const, messages, sweeps) in enumerate(phases):
+        hidden, _ = dc.run_phase(
+            net,
+            hidden,
+            const,
+            messages=messages,
+            schedule=protocol.schedule,
+            sweeps=sweeps,
+            key=jax.random.fold_in(key, index),
+            until_converged=protocol.until_converged,
+        )
+    logits = dc.row_field(net, net.output_row, hidden, const_forward, dc.Messages.FORWARD)
+    return logits, hidden
