@@ -55,22 +55,6 @@ def relax_without_labels(net: dc.Network, x, key, *, protocol: dc.Protocol):
     The phases and keys are those of ``dc.eval_step_impl``: a forward warmup from zero states,
     then ``eval_sweeps`` label-free sweeps; the logits are the readout's forward field.
     """
-    no_labels = (None,) * net.output_row
-    inputs = dc.input_messages(net, x)
-    const_forward = dc.constant_fields(net, inputs, no_labels, dc.Messages.FORWARD)
-    const_free = dc.constant_fields(net, inputs, no_labels, protocol.free_messages)
-    hidden = tuple(jnp.zeros((x.shape[0], size), x.dtype) for size in net.sizes[1:-1])
-    phases = ((const_forward, dc.Messages.FORWARD, protocol.warmup), (const_free, protocol.free_messages, protocol.eval_sweeps))
-    for index, (const, messages, sweeps) in enumerate(phases):
-        hidden, _ = dc.run_phase(
-            net,
-            hidden,
-            const,
-            messages=messages,
-            schedule=protocol.schedule,
-            sweeps=sweeps,
-            key=jax.random.fold_in(key, index),
-            until_converged=protocol.until_converged,
-        )
-    logits = dc.row_field(net, net.output_row, hidden, const_forward, dc.Messages.FORWARD)
+    hidden, fields, _ = dc.relax(net, x, protocol, key)
+    logits = fields[-1]
     return logits, hidden

@@ -54,6 +54,7 @@ from darnax_core._protocols import (
     eval_step_impl as eval_step_impl,
     make_eval_step as make_eval_step,
     make_train_step as make_train_step,
+    relax as relax,
     train_step_impl as train_step_impl,
 )
 from darnax_core._rules import (
