@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import jax
 import lightning as L
+import numpy as np
 import optax
 import torch
 from lightning.pytorch.callbacks import ModelSummary
@@ -17,7 +18,7 @@ from ._batches import check_labels, flatten_inputs, pad_rows, unpack_batch
 from ._checkpoint import leaf_to_tensor, state_to_tree, tree_to_state
 from ._dlpack import to_jax, to_torch
 from ._options import check_seed, check_size, datamodule_size, draw_seed
-from ._steps import Totals, add_eval_metrics, add_train_metrics, relax_without_labels, zero_totals
+from ._steps import Totals, add_eval_metrics, relax_without_labels, zero_totals
 from ._summary import DarnaxModelSummary, trainable_parameter_count
 
 logger = logging.getLogger(__name__)
@@ -165,8 +166,10 @@ class DarnaxModule(L.LightningModule):
         self.float64_batches = 0
         self._keys: jax.Array | None = None
         self._pad_size: int | None = None
-        self._train_totals = zero_totals()
-        self._eval_totals = zero_totals()
+        self._train_totals = zero_totals(self.jax_device)
+        self._step_key_cache: tuple[jax.Array, jax.Array] | None = None
+        self._mask_cache: jax.Array | None = None
+        self._eval_totals = zero_totals(self.jax_device)
         if input_dim is not None and num_classes is not None:
             self._build_network(input_dim, num_classes)
 
@@ -218,6 +221,8 @@ class DarnaxModule(L.LightningModule):
         self.opt_state = jax.device_put(dc.init_optimizer(optimizer, net), self.jax_device)
         # The bridge checks every batch on the torch side, so the core's host-side checks are off.
         self.train_step_fn = dc.make_train_step(self.protocol, optimizer, validate=False)
+        # One compiled call per batch: the step, its key (folded with global_step) and the epoch sums.
+        self.epoch_step_fn = dc.make_epoch_step(self.protocol, optimizer)
         self.eval_step_fn = dc.make_eval_step(self.protocol, validate=False)
 
     def _ensure_network(self, input_dim: int | None, num_classes: int | None, source: str) -> None:
@@ -246,6 +251,18 @@ class DarnaxModule(L.LightningModule):
             seed = draw_seed()
             logger.info("Drew the JAX training seed %d from torch's global RNG.", seed)
         return jax.device_put(jax.random.split(jax.random.PRNGKey(seed), 3), self.jax_device)
+
+    def _step_key(self) -> jax.Array:
+        """Return the training key ``keys[1]``, indexed once per key array instead of once per step."""
+        if self._step_key_cache is None or self._step_key_cache[0] is not self._keys:
+            self._step_key_cache = (self._keys, self._keys[1])
+        return self._step_key_cache[1]
+
+    def _full_mask(self) -> jax.Array:
+        """Return the all-True sample mask of a full training batch, built once per batch size."""
+        if self._mask_cache is None or self._mask_cache.shape[0] != self._pad_size:
+            self._mask_cache = jax.device_put(np.ones(self._pad_size, bool), self.jax_device)
+        return self._mask_cache
 
     def _require_network(self) -> dc.Network:
         if self.net is None:
@@ -294,7 +311,7 @@ class DarnaxModule(L.LightningModule):
     def on_fit_start(self) -> None:
         # A resumed fit keeps the epoch sums and padding size restored from the checkpoint.
         if self.trainer.ckpt_path is None:
-            self._train_totals = zero_totals()
+            self._train_totals = zero_totals(self.jax_device)
             self._pad_size = None
         for experiment_logger in self.loggers:
             experiment_logger.log_hyperparams(
@@ -325,10 +342,16 @@ class DarnaxModule(L.LightningModule):
                 f"{self._pad_size} that short batches are padded to; set DarnaxModule(batch_size=...) to the "
                 "DataLoader's batch size."
             )
-        x, y, mask = to_jax(pad_rows(x, y, self._pad_size), device=self.jax_device)
-        key = jax.random.fold_in(self._keys[1], self.global_step)
-        self.net, self.opt_state, metrics = self.train_step_fn(net, self.opt_state, x, y, key, mask)
-        self._train_totals = add_train_metrics(self._train_totals, metrics)
+        if x.shape[0] == self._pad_size:
+            mask = self._full_mask()
+        else:
+            x, y, mask = pad_rows(x, y, self._pad_size)
+        # DataLoader batches and padded copies are fresh tensors that nothing writes afterwards,
+        # so they are imported without a copy.
+        x, y, mask = to_jax((x, y, mask), device=self.jax_device, copy=False)
+        self.net, self.opt_state, self._train_totals = self.epoch_step_fn(
+            net, self.opt_state, self._train_totals, x, y, mask, self._step_key(), self.global_step
+        )
         self.optimizers().step()
         # Reading the totals synchronises with the device, so it happens only when Lightning logs.
         if self.trainer._logger_connector.should_update_logs:
@@ -342,7 +365,7 @@ class DarnaxModule(L.LightningModule):
             return
         if int(self._train_totals.count):
             self.log_dict(self._summarise(self._train_totals, "train"))
-        self._train_totals = zero_totals()
+        self._train_totals = zero_totals(self.jax_device)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, f"validation batch {batch_idx}")
@@ -351,10 +374,10 @@ class DarnaxModule(L.LightningModule):
         self._evaluate(batch, f"test batch {batch_idx}")
 
     def on_validation_epoch_start(self) -> None:
-        self._eval_totals = zero_totals()
+        self._eval_totals = zero_totals(self.jax_device)
 
     def on_test_epoch_start(self) -> None:
-        self._eval_totals = zero_totals()
+        self._eval_totals = zero_totals(self.jax_device)
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val")

@@ -1,7 +1,6 @@
 """Jitted helpers around the core steps: epoch sums of the metrics and the label-free relaxation."""
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -9,30 +8,8 @@ import jax.numpy as jnp
 import darnax_core as dc
 
 
-class Totals(NamedTuple):
-    """Device-side sums over an epoch, read back to the host only when logged."""
-
-    correct: jax.Array
-    count: jax.Array
-    unsat: jax.Array  # sum over samples of the fraction of unsatisfied hidden units
-    sweeps: jax.Array  # sum over steps of the sweeps run in all phases
-    steps: jax.Array
-
-
-def zero_totals() -> Totals:
-    return Totals(jnp.int32(0), jnp.int32(0), jnp.float32(0), jnp.float32(0), jnp.int32(0))
-
-
-@jax.jit
-def add_train_metrics(totals: Totals, metrics: dc.StepMetrics) -> Totals:
-    count = metrics.count
-    return Totals(
-        totals.correct + metrics.correct,
-        totals.count + count,
-        totals.unsat + jnp.mean(metrics.unsat) * count,
-        totals.sweeps + jnp.sum(metrics.sweeps),
-        totals.steps + 1,
-    )
+Totals = dc.EpochTotals
+zero_totals = dc.zero_totals
 
 
 @jax.jit

@@ -64,7 +64,16 @@ from darnax_core._rules import (
     truncated_tanh_rule as truncated_tanh_rule,
 )
 from darnax_core._state import State as State, init_state as init_state
-from darnax_core._loop import FitResult as FitResult, evaluate as evaluate, fit as fit, pad_batch as pad_batch
+from darnax_core._loop import (
+    EpochTotals as EpochTotals,
+    FitResult as FitResult,
+    add_step_metrics as add_step_metrics,
+    evaluate as evaluate,
+    fit as fit,
+    make_epoch_step as make_epoch_step,
+    pad_batch as pad_batch,
+    zero_totals as zero_totals,
+)
 from darnax_core._inspect import relaxed_state as relaxed_state, trajectory as trajectory
 from darnax_core._theory import (
     FixedPointCount as FixedPointCount,

@@ -3,18 +3,20 @@
 import dataclasses
 import logging
 import time
+from typing import NamedTuple
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import Array, Float, Int
 from tqdm.auto import tqdm
 
 from darnax_core._checks import check_positive_int
 from darnax_core._network import Network
 from darnax_core._optim import init_optimizer
-from darnax_core._protocols import Protocol, check_labels, make_eval_step, make_train_step
+from darnax_core._protocols import Protocol, StepMetrics, check_labels, make_eval_step, train_step_impl
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,56 @@ class FitResult:
     net: Network
     opt_state: optax.OptState
     history: list[dict]
+
+
+class EpochTotals(NamedTuple):
+    """Device-side sums of the step metrics over an epoch, read back once at its end."""
+
+    correct: Int[Array, ""]
+    count: Int[Array, ""]
+    unsat: Float[Array, ""]  # sum over samples of the fraction of unsatisfied hidden units
+    sweeps: Float[Array, ""]  # sum over steps of the sweeps run in all phases
+    steps: Int[Array, ""]
+
+
+def zero_totals(device: jax.Device | None = None) -> EpochTotals:
+    """Return empty :class:`EpochTotals`, committed to ``device`` (default: the first device).
+
+    Committing them matters: jit keys its dispatch cache on whether arguments are committed, and
+    the sums a step returns are, so uncommitted initial sums would add a second cache entry.
+    """
+    zeros = EpochTotals(np.int32(0), np.int32(0), np.float32(0), np.float32(0), np.int32(0))
+    return jax.device_put(zeros, device or jax.devices()[0])
+
+
+def add_step_metrics(totals: EpochTotals, metrics: StepMetrics) -> EpochTotals:
+    """Add one step's metrics to ``totals``."""
+    return EpochTotals(
+        totals.correct + metrics.correct,
+        totals.count + metrics.count,
+        totals.unsat + jnp.mean(metrics.unsat) * metrics.count,
+        totals.sweeps + jnp.sum(metrics.sweeps).astype(jnp.float32),
+        totals.steps + 1,
+    )
+
+
+def make_epoch_step(protocol: Protocol, optimizer: optax.GradientTransformation):
+    """Return a jitted ``step(net, opt_state, totals, x, y, mask, key, index) -> (net, opt_state, totals)``.
+
+    The step's key is ``fold_in(key, index)`` and its metrics are added to ``totals``, all in one
+    compiled call, so a training loop dispatches one computation per batch and never waits for
+    the device. Inputs are not validated: check the whole dataset once before the loop.
+    """
+    if not isinstance(protocol, Protocol):
+        raise TypeError(f"`protocol` must be a Protocol, got {type(protocol).__name__}.")
+
+    @jax.jit
+    def epoch_step(net, opt_state, totals, x, y, mask, key, index):
+        step_key = jax.random.fold_in(key, index)
+        net, opt_state, metrics = train_step_impl(net, opt_state, x, y, step_key, mask, protocol=protocol, optimizer=optimizer)
+        return net, opt_state, add_step_metrics(totals, metrics)
+
+    return epoch_step
 
 
 def pad_batch(x: np.ndarray, y: np.ndarray, batch_size: int):
@@ -54,6 +106,8 @@ def _as_numpy_split(data, name: str, net: Network):
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"`{name}` is empty; pass at least one sample.")
     x = x.reshape(x.shape[0], -1)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"`{name}` inputs contain NaN or inf values; clean or impute them first.")
     if x.shape[1] != net.input_dim:
         raise ValueError(f"`{name}` inputs have {x.shape[1]} features, but the network expects {net.input_dim}.")
     if y.shape[0] != x.shape[0]:
@@ -107,10 +161,14 @@ def fit(
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     x, y = _as_numpy_split(train, "train", net)
+    if y.ndim == 2:
+        y = y.astype(np.float32)
     opt_state = init_optimizer(optimizer, net) if opt_state is None else opt_state
-    train_step = make_train_step(protocol, optimizer)
+    epoch_step = make_epoch_step(protocol, optimizer)
     eval_step = make_eval_step(protocol)
     shuffle_key, step_key, eval_key = jax.random.split(key, 3)
+    # Committed inputs keep the step's dispatch cache at one entry: the step's outputs are committed.
+    net, opt_state, step_key = jax.device_put((net, opt_state, step_key), jax.devices()[0])
     history = []
     step = 0
     for epoch in range(epochs):
@@ -120,17 +178,16 @@ def fit(
             if shuffle
             else np.arange(x.shape[0])
         )
-        correct = jnp.int32(0)
-        count = jnp.int32(0)
+        totals = zero_totals()
         batches = range(0, x.shape[0], batch_size)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for start in bar:
             rows = order[start : start + batch_size]
-            xb, yb, mask = pad_batch(x[rows], y[rows], batch_size)
-            net, opt_state, metrics = train_step(net, opt_state, xb, yb, jax.random.fold_in(step_key, step), mask)
-            correct, count = correct + metrics.correct, count + metrics.count
+            batch = jax.device_put(pad_batch(x[rows], y[rows], batch_size))
+            net, opt_state, totals = epoch_step(net, opt_state, totals, *batch, step_key, step)
             step += 1
-        record = {"epoch": epoch + 1, "train_accuracy": float(correct) / max(int(count), 1)}
+        correct, count = int(totals.correct), int(totals.count)
+        record = {"epoch": epoch + 1, "train_accuracy": correct / max(count, 1)}
         record["seconds"] = time.perf_counter() - start_time
         if test is not None:
             record.update({f"test_{k}": v for k, v in evaluate(net, protocol, test, key=eval_key, batch_size=eval_batch_size, eval_step=eval_step).items()})

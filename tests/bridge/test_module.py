@@ -370,7 +370,7 @@ def test_ragged_batch_compiles_once():
     run = trainer(max_epochs=2)
     run.fit(model, data)
     assert len(data.train_dataloader().dataset) % 16 == 4
-    assert model.train_step_fn.compiled._cache_size() == 1
+    assert model.epoch_step_fn._cache_size() == 1
 
 
 def test_padded_batch_matches_unpadded():

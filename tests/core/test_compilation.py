@@ -35,15 +35,15 @@ def compile_events():
 def spy_steps(monkeypatch) -> dict:
     """Record the steps ``dc.fit`` builds and the shapes of every call to them."""
     recorded = {"train_shapes": [], "train_real_rows": [], "eval_shapes": []}
-    make_train, make_eval = _loop.make_train_step, _loop.make_eval_step
+    make_train, make_eval = _loop.make_epoch_step, _loop.make_eval_step
 
     def make_train_spy(*args, **kwargs):
         step = make_train(*args, **kwargs)
 
-        def train_step(net, opt_state, x, y, key, sample_mask=None):
+        def train_step(net, opt_state, totals, x, y, sample_mask, key, index):
             recorded["train_shapes"].append(np.shape(x))
             recorded["train_real_rows"].append(int(np.sum(sample_mask)))
-            return step(net, opt_state, x, y, key, sample_mask)
+            return step(net, opt_state, totals, x, y, sample_mask, key, index)
 
         recorded["train"] = step
         return train_step
@@ -58,7 +58,7 @@ def spy_steps(monkeypatch) -> dict:
         recorded["eval"] = step
         return eval_step
 
-    monkeypatch.setattr(_loop, "make_train_step", make_train_spy)
+    monkeypatch.setattr(_loop, "make_epoch_step", make_train_spy)
     monkeypatch.setattr(_loop, "make_eval_step", make_eval_spy)
     return recorded
 
@@ -74,7 +74,7 @@ def test_fit_ragged_epoch_compiles_once(monkeypatch, compile_events):
 
     def on_epoch_end(epoch, record):
         per_epoch.append({
-            "train_cache": recorded["train"].compiled._cache_size(),
+            "train_cache": recorded["train"]._cache_size(),
             "eval_cache": recorded["eval"].compiled._cache_size(),
             "compiles_so_far": len(compile_events),
         })
