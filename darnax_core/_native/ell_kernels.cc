@@ -85,6 +85,46 @@ float Dot(const float* src, const float* sig, int64_t batch) {
   return total;
 }
 
+#ifdef DARNAX_AVX2
+// Returns the 8 horizontal sums of a[0..8) as one vector, in order.
+inline __m256 HorizontalSums8(const __m256* a) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]);
+  const __m256 t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]);
+  const __m256 t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1);
+  const __m256 u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+#endif
+
+// out[f] = sum_b x[idx[f], b] * sig[b] for f < n. With AVX2, eight slots share one reduction.
+void IncrementsOfReceiver(const float* x, const int32_t* idx, const float* sig, int64_t n, int64_t batch,
+                          float* out) {
+  int64_t f = 0;
+#ifdef DARNAX_AVX2
+  const int64_t blocked = batch - batch % 16;
+  for (; f + 8 <= n; f += 8) {
+    __m256 acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t b0 = 0; b0 < blocked; b0 += 16) {
+      const __m256 s0 = _mm256_loadu_ps(sig + b0);
+      const __m256 s1 = _mm256_loadu_ps(sig + b0 + 8);
+      for (int j = 0; j < 8; ++j) {
+        const float* src = x + static_cast<int64_t>(idx[f + j]) * batch + b0;
+        acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(src), s0, acc[j]);
+        acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(src + 8), s1, acc[j]);
+      }
+    }
+    _mm256_storeu_ps(out + f, HorizontalSums8(acc));
+    for (int64_t b = blocked; b < batch; ++b) {
+      for (int j = 0; j < 8; ++j) out[f + j] += x[static_cast<int64_t>(idx[f + j]) * batch + b] * sig[b];
+    }
+  }
+#endif
+  for (; f < n; ++f) out[f] = Dot(x + static_cast<int64_t>(idx[f]) * batch, sig, batch);
+}
+
 ffi::Error CheckShapes(const ffi::Buffer<ffi::F32>& xt, const ffi::Buffer<ffi::S32>& index, Ell* shape) {
   const auto xdims = xt.dimensions();
   const auto idims = index.dimensions();
@@ -130,9 +170,7 @@ static ffi::Error EllOuterImpl(ffi::Buffer<ffi::F32> xt, ffi::Buffer<ffi::S32> i
     const float* sig = s + k * shape.batch;
     float* out = o + k * shape.slots;
     const int64_t n = cnt[k] < shape.slots ? cnt[k] : shape.slots;
-    for (int64_t f = 0; f < n; ++f) {
-      out[f] = Dot(x + static_cast<int64_t>(idx[k * shape.slots + f]) * shape.batch, sig, shape.batch);
-    }
+    IncrementsOfReceiver(x, idx + k * shape.slots, sig, n, shape.batch, out);
     for (int64_t f = n; f < shape.slots; ++f) out[f] = 0.0f;
   }
   return ffi::Error::Success();
