@@ -206,7 +206,7 @@ def _phase_explanation(records: dict) -> list[str]:
             lines.append(
                 f"- `dc.fit` spends {fit['ms_per_step']:.2f} ms per step against {back['ms_per_step']:.2f} ms for compiled steps run "
                 "back to back on device batches: the difference is the loop's host work per batch (shuffled NumPy "
-                "indexing, padding, the input checks of `train_step`, host-to-device copies and key folding)."
+                "indexing, padding and one host-to-device copy; the key folding and metric sums run inside the step)."
             )
     return lines
 
@@ -231,9 +231,8 @@ def _shortfall_notes(records: dict) -> list[str]:
             f"- Lightning: {bridge['ms_per_step']:.2f} ms per step against {core['ms_per_step']:.2f} ms for `dc.fit`, "
             f"{extra:.2f} ms more. Lightning's loop alone, with a training step that only takes the placeholder "
             f"optimizer step, costs {empty['ms_per_step']:.2f} ms per batch. The bridge's training step adds its "
-            f"host work in Python before each dispatch ({host}). With a compiled step of about a millisecond this "
-            "host work is not hidden behind the computation, and on 2 cores the Python thread and the XLA thread "
-            "compete for the same cores."
+            f"host work in Python before each dispatch ({host}). Dispatch is asynchronous, so this work overlaps the "
+            "previous step's computation, but on 2 cores the Python thread and the XLA thread compete for the same cores."
         )
     train, phases, mlp = records.get("train_throughput"), records.get("phases"), records.get("baseline_mlp")
     if train and mlp and phases and "sign_mlp_b16_epoch_s" in mlp:

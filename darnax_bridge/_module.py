@@ -446,6 +446,9 @@ class DarnaxModule(L.LightningModule):
             self.float64_batches += 1
         if y is not None:
             check_labels(y, x.shape[0], self.net.num_classes, where)
+            if y.dtype == torch.int64:
+                # The check above bounded the class indices by num_classes, so int32 holds them.
+                y = y.to(torch.int32)
         return x, y
 
     def _evaluate(self, batch: Any, where: str) -> None:
