@@ -408,11 +408,17 @@ class DarnaxModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the full network, the Optax state, the keys and the epoch sums as torch tensors."""
         net = self._require_network()
+        totals = self._train_totals
+        trainer = self._trainer
+        if trainer is not None and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            # A run resumed from here starts the next epoch without calling on_train_epoch_start,
+            # so the finished epoch's sums must not travel with the checkpoint.
+            totals = zero_totals(self.jax_device)
         checkpoint[CHECKPOINT_KEY] = {
             "network": tree_to_state(net),
             "opt_state": tree_to_state(self.opt_state),
             "keys": leaf_to_tensor(self._keys),
-            "train_totals": tree_to_state(self._train_totals),
+            "train_totals": tree_to_state(totals),
             "pad_size": self._pad_size,
             "trainable_parameters": self.trainable_parameters,
         }

@@ -29,3 +29,5 @@ from ._preprocess import LABEL_ENCODINGS as LABEL_ENCODINGS
 from ._preprocess import encode_labels as encode_labels
 from ._preprocess import project_sign as project_sign
 from ._preprocess import random_projection_matrix as random_projection_matrix
+from ._sampler import EpochSampler as EpochSampler
+from ._sampler import epoch_order as epoch_order

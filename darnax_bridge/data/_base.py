@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ._preprocess import LABEL_ENCODINGS
+from ._sampler import EpochSampler, next_training_position
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,9 @@ class BaseDataModule(L.LightningDataModule):
         validation instead of silently evaluating on the test split.
     seed
         Seed of every random choice: projection, validation hold-out, subsampling and the
-        shuffling order (a ``torch.Generator``, saved in `state_dict`).
+        shuffling order. The training order of epoch ``e`` depends only on ``seed`` and
+        ``e`` (see `EpochSampler`), so a run resumed from a checkpoint continues it exactly,
+        also from a checkpoint written in the middle of an epoch.
     num_workers
         DataLoader worker processes. 0 (the default) loads in the main process. Workers
         start with `multiprocessing_context`, because forking a process in which JAX runs
@@ -91,6 +94,14 @@ class BaseDataModule(L.LightningDataModule):
     multiprocessing_context
         Start method for workers when ``num_workers > 0``: ``"spawn"`` (the default when
         None), ``"forkserver"``, ``"fork"`` or a ``multiprocessing`` context object.
+
+    Notes
+    -----
+    Resuming in the middle of an epoch works when the DataModule is passed to
+    ``Trainer.fit(datamodule=...)``: `train_dataloader` then reads the restored position of
+    the Trainer's fit loop and skips the batches already trained in the interrupted epoch.
+    Lightning 2.6 still warns that the dataloader "is not resumable", because it recognises
+    only dataloaders with their own ``state_dict``.
     """
 
     #: Values of ``normalize`` this class accepts.
@@ -137,7 +148,8 @@ class BaseDataModule(L.LightningDataModule):
         self.drop_last = check_bool("drop_last", drop_last)
         self.multiprocessing_context = self._check_context(multiprocessing_context)
 
-        self._generator = torch.Generator().manual_seed(self.seed)
+        self._train_sampler: EpochSampler | None = None
+        self._restored_state: dict | None = None
         self.projection_matrix: torch.Tensor | None = None
         self._train: Dataset | None = None
         self._val: Dataset | None = None
@@ -195,20 +207,17 @@ class BaseDataModule(L.LightningDataModule):
 
     # Loaders ----------------------------------------------------------------------------
 
-    def _loader(self, dataset: Dataset | None, split: str, train: bool = False) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, split: str, sampler: EpochSampler | None = None) -> DataLoader:
         if dataset is None:
             raise RuntimeError(
                 f"the {split} split is not loaded; call setup() before {split}_dataloader() "
                 "(Lightning's Trainer calls it for you)."
             )
-        options = {
-            "batch_size": self.batch_size,
-            "shuffle": train and self.shuffle,
-            "drop_last": train and self.drop_last,
-            "num_workers": self.num_workers,
-        }
-        if train:
-            options["generator"] = self._generator
+        options = {"batch_size": self.batch_size, "num_workers": self.num_workers}
+        if sampler is not None:
+            # The generator only seeds the worker processes; drawing their seeds from it leaves
+            # torch's global RNG untouched.
+            options.update(sampler=sampler, drop_last=self.drop_last, generator=torch.Generator().manual_seed(self.seed))
         if self.num_workers > 0:
             options["multiprocessing_context"] = self.multiprocessing_context or "spawn"
             # Persistent workers avoid starting new processes at every epoch.
@@ -216,8 +225,36 @@ class BaseDataModule(L.LightningDataModule):
         return DataLoader(dataset, **options)
 
     def train_dataloader(self) -> DataLoader:
-        """Return the training loader, shuffled with the seeded generator if ``shuffle``."""
-        return self._loader(self._train, "train", train=True)
+        """Return the training loader, which starts at the next training batch of the run.
+
+        The order of each epoch comes from `EpochSampler` (shuffled from ``seed`` if
+        ``shuffle``). Inside a Trainer's fit the loader starts at the fit loop's position, so a
+        run resumed in the middle of an epoch skips the batches trained before the interruption.
+        Without a Trainer it starts at the position restored by `load_state_dict`, or else at the
+        epoch after the one that the previous training loader of this DataModule started.
+        """
+        if self._train is None:
+            return self._loader(None, "train")
+        epoch, batches_done = self._next_position()
+        self._train_sampler = EpochSampler(
+            len(self._train), self.seed, self.shuffle, epoch=epoch, start=batches_done * self.batch_size
+        )
+        return self._loader(self._train, "train", sampler=self._train_sampler)
+
+    def _next_position(self) -> tuple[int, int]:
+        """Return the epoch and the number of its batches trained before the next training batch."""
+        restored, self._restored_state = self._restored_state, None
+        if self.trainer is not None:
+            position = next_training_position(self.trainer)
+        elif restored is not None:
+            position = restored["epoch"], restored["batches_done"]
+        elif self._train_sampler is not None:
+            position = self._train_sampler.epoch, 0
+        else:
+            position = 0, 0
+        if restored is not None:
+            self._check_restored_order(restored, *position)
+        return position
 
     def val_dataloader(self) -> DataLoader | list:
         """Return the validation loader, or an empty list (no validation) when ``val_fraction`` is 0."""
@@ -237,15 +274,72 @@ class BaseDataModule(L.LightningDataModule):
 
     # Checkpointed state -----------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Return the shuffling generator's state, so a resumed run continues the same order."""
-        return {"shuffle_generator_state": self._generator.get_state()}
+    def _order_settings(self) -> dict[str, int | bool | None]:
+        """Return the options that fix the sample order of an epoch and its batch boundaries."""
+        return {
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "batch_size": self.batch_size,
+            "train_size": None if self._train is None else len(self._train),
+        }
 
-    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Restore the shuffling generator's state saved by `state_dict`."""
-        if "shuffle_generator_state" not in state_dict:
+    def state_dict(self) -> dict[str, int | bool | None]:
+        """Return the position of the next training batch and the options that fix the order.
+
+        ``epoch`` and ``batches_done`` (batches of that epoch already trained) come from the
+        attached Trainer's fit loop, or without a Trainer from the last training loader: its
+        next epoch, with no batch done. ``seed``, ``shuffle``, ``batch_size`` and
+        ``train_size`` (None before `setup`) let `load_state_dict` detect a DataModule that
+        would produce another order.
+        """
+        if self.trainer is not None:
+            epoch, batches_done = next_training_position(self.trainer)
+        elif self._train_sampler is not None:
+            epoch, batches_done = self._train_sampler.epoch, 0
+        else:
+            epoch, batches_done = 0, 0
+        return {**self._order_settings(), "epoch": epoch, "batches_done": batches_done}
+
+    def load_state_dict(self, state_dict: dict[str, int | bool | None]) -> None:
+        """Restore a state written by `state_dict`; the next `train_dataloader` call uses it.
+
+        Raises
+        ------
+        KeyError
+            If an entry of `state_dict` is missing.
+        TypeError, ValueError
+            If ``epoch`` or ``batches_done`` is not an int >= 0.
+        """
+        missing = [key for key in (*self._order_settings(), "epoch", "batches_done") if key not in state_dict]
+        if missing:
             raise KeyError(
-                f"state_dict lacks 'shuffle_generator_state' (keys: {sorted(state_dict)}); "
-                "it was not produced by a darnax DataModule."
+                f"state_dict lacks {', '.join(repr(key) for key in missing)} (keys: {sorted(state_dict)}); "
+                "it was not produced by the state_dict of a darnax DataModule."
             )
-        self._generator.set_state(state_dict["shuffle_generator_state"])
+        check_int("state_dict['epoch']", state_dict["epoch"], 0)
+        check_int("state_dict['batches_done']", state_dict["batches_done"], 0)
+        self._restored_state = dict(state_dict)
+
+    def _check_restored_order(self, restored: dict, epoch: int, batches_done: int) -> None:
+        """Reject a mid-epoch resume whose order options differ from the saved ones; warn at epoch start."""
+        current = self._order_settings()
+        changed = [name for name in current if restored[name] is not None and restored[name] != current[name]]
+        if not changed:
+            return
+        saved = ", ".join(f"{name}={restored[name]!r}" for name in changed)
+        now = ", ".join(f"{name}={current[name]!r}" for name in changed)
+        if batches_done:
+            raise ValueError(
+                f"{type(self).__name__} resumes after batch {batches_done} of epoch {epoch}, but the "
+                f"checkpoint was written with {saved} and this DataModule has {now}, so the batches "
+                "left in that epoch would differ from those of the interrupted run. Resume with the "
+                "DataModule options of the interrupted run (train_size follows from the dataset, "
+                "samples_per_class and val_fraction), or from a checkpoint written at the end of an epoch."
+            )
+        logger.warning(
+            "%s resumes with %s instead of %s as saved in the checkpoint, so its training batches "
+            "differ from those of the interrupted run.",
+            type(self).__name__,
+            now,
+            saved,
+        )

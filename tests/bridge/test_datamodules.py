@@ -30,6 +30,7 @@ from darnax_bridge.data import (
     write_idx,
 )
 from darnax_bridge.data._files import embedded_mnist_resource
+from darnax_bridge.data._sampler import EpochSampler, epoch_order
 
 MNIST_DIR = Path(os.environ.get("DARNAX_MNIST_DIR", Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist"))
 needs_mnist = pytest.mark.skipif(
@@ -489,8 +490,119 @@ def test_state_dict_resumes_order():
     resumed = _setup(MNISTDataModule(batch_size=64))
     resumed.load_state_dict(state)
     assert torch.equal(next(iter(resumed.train_dataloader()))[1], expected)
-    with pytest.raises(KeyError, match="lacks 'shuffle_generator_state'"):
+    with pytest.raises(KeyError, match="lacks 'seed', 'shuffle', 'batch_size', 'train_size', 'epoch', 'batches_done'"):
         resumed.load_state_dict({})
+
+
+def _digits(**options):
+    """100 digits images in batches of 16: 7 batches per epoch, the last one of 4 images."""
+    return _setup(DigitsDataModule(batch_size=16, samples_per_class=10, **options))
+
+
+def _epoch_indices(module, epoch):
+    sampler = module.train_dataloader().sampler
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def _train_labels(module):
+    return module._train.tensors[1]
+
+
+def test_epoch_order_seeded():
+    first, second, other_seed = _digits(seed=3), _digits(seed=3), _digits(seed=4)
+    for epoch in (0, 1, 5):
+        assert _epoch_indices(first, epoch) == _epoch_indices(second, epoch)
+    assert sorted(_epoch_indices(first, 0)) == list(range(100))
+    assert _epoch_indices(first, 0) != _epoch_indices(first, 1)
+    assert _epoch_indices(first, 0) != _epoch_indices(other_seed, 0)
+
+
+def test_epoch_order_drives_loader():
+    module = _digits(seed=3)
+    loader = module.train_dataloader()
+    # Without set_epoch, each pass over the loader takes the order of the next epoch.
+    for epoch in (0, 1):
+        expected = _train_labels(module)[epoch_order(100, 3, epoch, shuffle=True)]
+        assert torch.equal(torch.cat([y for _, y in loader]), expected)
+
+
+def test_state_dict_values():
+    module = _digits(seed=2)
+    assert module.state_dict() == {
+        "seed": 2,
+        "shuffle": True,
+        "batch_size": 16,
+        "train_size": 100,
+        "epoch": 0,
+        "batches_done": 0,
+    }
+    list(module.train_dataloader())
+    assert module.state_dict()["epoch"] == 1
+
+
+def test_resume_inside_epoch():
+    state = _digits(seed=2).state_dict()
+    state.update(epoch=2, batches_done=3)
+    module = _digits(seed=2)
+    module.load_state_dict(state)
+    loader = module.train_dataloader()
+    assert len(loader) == 7  # the whole epoch, as Lightning counts it
+    batches = list(loader)
+    assert len(batches) == 4
+    expected = _train_labels(module)[epoch_order(100, 2, 2, shuffle=True)[48:]]
+    assert torch.equal(torch.cat([y for _, y in batches]), expected)
+    # The next pass is epoch 3, from its start.
+    assert list(loader.sampler) == epoch_order(100, 2, 3, shuffle=True).tolist()
+
+
+def test_resume_unshuffled():
+    module = _digits(shuffle=False)
+    module.load_state_dict({**module.state_dict(), "epoch": 1, "batches_done": 2})
+    first_x, first_y = next(iter(module.train_dataloader()))
+    assert torch.equal(first_x, module._train.tensors[0][32:48])
+    assert torch.equal(first_y, _train_labels(module)[32:48])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error", "match"),
+    [
+        ("epoch", -1, ValueError, r"state_dict\['epoch'\] must be an int >= 0, got -1"),
+        ("batches_done", "3", TypeError, r"state_dict\['batches_done'\] must be an int >= 0, got '3' of type str"),
+    ],
+)
+def test_load_state_dict_bad_value(key, value, error, match):
+    module = _digits()
+    with pytest.raises(error, match=match):
+        module.load_state_dict({**module.state_dict(), key: value})
+
+
+def test_resume_other_options_rejected():
+    state = {**_digits(seed=0).state_dict(), "epoch": 1, "batches_done": 3}
+    other_seed = _digits(seed=1)
+    other_seed.load_state_dict(state)
+    with pytest.raises(ValueError, match="resumes after batch 3 of epoch 1, but the checkpoint was written with seed=0 and this DataModule has seed=1"):
+        other_seed.train_dataloader()
+    other_batch = _setup(DigitsDataModule(batch_size=32, samples_per_class=10))
+    other_batch.load_state_dict(state)
+    with pytest.raises(ValueError, match="written with batch_size=16 and this DataModule has batch_size=32"):
+        other_batch.train_dataloader()
+    other_size = _setup(DigitsDataModule(batch_size=16, samples_per_class=20))
+    other_size.load_state_dict(state)
+    with pytest.raises(ValueError, match="written with train_size=100 and this DataModule has train_size=200"):
+        other_size.train_dataloader()
+
+
+def test_resume_other_seed_at_epoch_start_warns(caplog):
+    module = _digits(seed=1)
+    module.load_state_dict({**_digits(seed=0).state_dict(), "epoch": 1})
+    assert list(module.train_dataloader().sampler) == epoch_order(100, 1, 1, shuffle=True).tolist()
+    assert "resumes with seed=1 instead of seed=0" in caplog.text
+
+
+def test_epoch_sampler_bad_start():
+    with pytest.raises(ValueError, match=r"start must be in \[0, size=10\], got 11"):
+        EpochSampler(10, seed=0, shuffle=True, start=11)
 
 
 def test_drop_last_train_only():
