@@ -31,7 +31,7 @@ LAYOUTS = {
     "ell_xla": {"kernel": "ell", "env": {"DARNAX_NATIVE": "0"}},
     "dense": {"kernel": "dense", "env": {}},
 }
-FULL = {"hidden": [500, 1000, 2000, 4000, 8000], "batch": [16, 128, 1024], "budget_s": 20.0, "max_step_s": 30.0, "repeats": 200}
+FULL = {"hidden": [500, 1000, 2000, 4000, 8000], "batch": [16, 128, 1024], "budget_s": 8.0, "max_step_s": 20.0, "repeats": 100}
 QUICK = {"hidden": [500, 1000, 2000, 4000], "batch": [16, 128], "budget_s": 1.5, "max_step_s": 3.0, "repeats": 20}
 
 

@@ -79,6 +79,19 @@ class Linear(eqx.Module):
         return (self.coupling.outer(x, signal, n),)
 
 
+class _FrozenEdge(eqx.Module):
+    """Base of edges with nothing to learn: no trainable leaves, no increments, no masks."""
+
+    def trainable_leaves(self) -> tuple:
+        return ()
+
+    def increments(self, x, target, field, gate, n) -> tuple:
+        return ()
+
+    def project(self):
+        return self
+
+
 def label_rescaling(num_classes: int) -> tuple[float, float]:
     """Return ``(a, b)`` of the label rescaling ``a * y + b`` that maps +1 to r/2 and -1 to -1/r.
 
@@ -88,7 +101,7 @@ def label_rescaling(num_classes: int) -> tuple[float, float]:
     return (r / 2 + 1 / r) / 2, (r / 2 - 1 / r) / 2
 
 
-class LabelFeedback(eqx.Module):
+class LabelFeedback(_FrozenEdge):
     """The frozen label-feedback edge ``(a * y + b) @ W_back`` from the output to a hidden layer.
 
     ``W_back ~ N(0, 1) * strength / sqrt(C)``; ``(a, b)`` is :func:`label_rescaling`. Nothing here
@@ -119,17 +132,8 @@ class LabelFeedback(eqx.Module):
     def __call__(self, y: Float[Array, "batch c"]) -> Float[Array, "batch k"]:
         return (self.scale * y + self.shift) @ self.weight
 
-    def trainable_leaves(self) -> tuple:
-        return ()
 
-    def increments(self, x, target, field, gate, n) -> tuple:
-        return ()
-
-    def project(self):
-        return self
-
-
-class Ferromagnetic(eqx.Module):
+class Ferromagnetic(_FrozenEdge):
     """The one-to-one coupling ``lambda * x`` between same-index units of two layers (frozen)."""
 
     strength: Float[Array, "*k"]
@@ -149,15 +153,6 @@ class Ferromagnetic(eqx.Module):
 
     def __call__(self, x: Float[Array, "batch n"]) -> Float[Array, "batch n"]:
         return x * self.strength
-
-    def trainable_leaves(self) -> tuple:
-        return ()
-
-    def increments(self, x, target, field, gate, n) -> tuple:
-        return ()
-
-    def project(self):
-        return self
 
 
 def cross_entropy_readout(in_features: int, num_classes: int, *, key: jax.Array, strength: float = 1.0, kernel="dense") -> Linear:
