@@ -6,6 +6,7 @@ costs one pass over the batch on the CPU.
 
 import logging
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -31,8 +32,26 @@ def unpack_batch(batch: Any, where: str, *, labels_required: bool) -> tuple[Tens
     return batch[0], batch[1]
 
 
+_warned_unscaled = False
+
+
+def _warn_unscaled_once(where: str, largest: int) -> None:
+    global _warned_unscaled
+    if not _warned_unscaled:
+        _warned_unscaled = True
+        warnings.warn(
+            f"{where}: inputs `x` are integers up to {largest}; they are cast to float32 but not rescaled, "
+            "while the paper's models expect pixels in [0, 1]. Divide raw 0..255 images by 255 "
+            "(for example with torchvision's ToTensor) before training.",
+            stacklevel=3,
+        )
+
+
 def flatten_inputs(x: Any, input_dim: int, where: str) -> Float[Tensor, "batch input_dim"]:
     """Return ``x`` as ``(B, input_dim)`` after checking its type, size and values.
+
+    Integer and boolean inputs are cast to float32 (with a one-time warning when integers exceed
+    1, which usually means unscaled pixels).
 
     Raises
     ------
@@ -60,6 +79,11 @@ def flatten_inputs(x: Any, input_dim: int, where: str) -> Float[Tensor, "batch i
             f"the network's input_dim is {input_dim}; build the model with input_dim={flat.shape[1]} or "
             "fix the DataModule's preprocessing."
         )
+    if not flat.is_floating_point():
+        # The JAX core computes in float32; integer pixels are cast, never rescaled.
+        if flat.dtype != torch.bool and flat.numel() and int(flat.max()) > 1:
+            _warn_unscaled_once(where, int(flat.max()))
+        flat = flat.to(torch.float32)
     # A sum is finite exactly when every value is (up to overflow, which the count below settles),
     # and it is cheaper than an elementwise check on every batch.
     if flat.is_floating_point() and not math.isfinite(float(flat.sum(dtype=torch.float64))):

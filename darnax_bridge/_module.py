@@ -146,6 +146,8 @@ class DarnaxModule(L.LightningModule):
         if optimizer != "paper" and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf")):
             raise ValueError(f"optimizer={optimizer!r} needs a positive finite `lr`, got {lr!r}.")
 
+        # Building the config validates every model hyperparameter now, named as in the signature.
+        self.paper_config  # noqa: B018
         self.protocol = dc.Protocol(
             kind=protocol,
             warmup=warmup,

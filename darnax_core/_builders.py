@@ -5,7 +5,8 @@ import dataclasses
 import jax
 import optax
 
-from darnax_core._checks import check_finite_number, check_positive_int
+from darnax_core._checks import check_choice, check_finite_number, check_nonnegative_int, check_positive_int
+from darnax_core._couplings import KERNELS, check_density
 from darnax_core._edges import Ferromagnetic, LabelFeedback, Linear
 from darnax_core._layers import BinaryLayer, Readout
 from darnax_core._network import Network
@@ -46,6 +47,22 @@ class PaperConfig:
     batch_size: int = 16
     epochs: int = 20
     kernel: str = "auto"
+
+    def __post_init__(self):
+        for name in ("input_dim", "hidden", "num_classes", "batch_size", "epochs"):
+            check_positive_int(getattr(self, name), name)
+        if self.num_classes < 2:
+            raise ValueError(f"`num_classes` must be at least 2, got {self.num_classes}.")
+        for name in ("warmup", "clamped", "free", "eval_sweeps"):
+            check_nonnegative_int(getattr(self, name), name)
+        for name in ("density_in", "density_j"):
+            check_density(getattr(self, name), name)
+        for name in ("j_d", "margin_in", "margin_j", "margin_out", "strength_in", "strength_back", "strength_out"):
+            check_finite_number(getattr(self, name), name)
+        for name in ("lr_in", "lr_j", "lr_out", "wd_in", "wd_j", "wd_out"):
+            if check_finite_number(getattr(self, name), name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        check_choice(self.kernel, "kernel", KERNELS)
 
     def replace(self, **changes) -> "PaperConfig":
         return dataclasses.replace(self, **changes)

@@ -3,6 +3,7 @@
 import dataclasses
 import logging
 import time
+import warnings
 from typing import NamedTuple
 from collections.abc import Callable
 
@@ -99,12 +100,24 @@ def pad_batch(x: np.ndarray, y: np.ndarray, batch_size: int):
     return x, y, mask
 
 
+def warn_unscaled(x: np.ndarray, name: str) -> None:
+    """Warn when integer inputs exceed 1, which usually means raw 0..255 pixels."""
+    if x.dtype.kind in "iu" and x.size and int(x.max()) > 1:
+        warnings.warn(
+            f"`{name}` inputs are integers up to {int(x.max())}; the paper's models expect pixels scaled to "
+            "[0, 1]. Divide raw 0..255 images by 255 before training.",
+            stacklevel=3,
+        )
+
+
 def _as_numpy_split(data, name: str, net: Network):
     if not (isinstance(data, tuple) and len(data) == 2):
         raise TypeError(f"`{name}` must be a tuple (x, y) of arrays, got {type(data).__name__}.")
-    x, y = np.asarray(data[0], np.float32), np.asarray(data[1])
+    raw = np.asarray(data[0])
+    x, y = raw.astype(np.float32), np.asarray(data[1])
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"`{name}` is empty; pass at least one sample.")
+    warn_unscaled(raw, name)
     x = x.reshape(x.shape[0], -1)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"`{name}` inputs contain NaN or inf values; clean or impute them first.")

@@ -187,6 +187,8 @@ def _phase(net, hidden, const, messages, sweeps, protocol, key, index):
 
 def train_step_impl(net: Network, opt_state, x, y, key, sample_mask, *, protocol: Protocol, optimizer):
     """Pure training step on one batch; see :func:`make_train_step` for the public wrapper."""
+    # Integer or boolean inputs would make the hidden state integer too; the state is float32.
+    x = x.astype(jnp.float32)
     y = encode_labels(y, net.num_classes)
     gate = sample_mask.astype(x.dtype)[:, None]
     n = jnp.sum(sample_mask).astype(jnp.float32)
@@ -241,6 +243,7 @@ def relax(net: Network, x, protocol: Protocol, key):
 
     Returns the hidden state, its forward fields for rows ``1..L+1`` and the sweeps used per phase.
     """
+    x = x.astype(jnp.float32)
     inputs = dyn.input_messages(net, x)
     no_labels = (None,) * net.output_row
     const_forward = dyn.constant_fields(net, inputs, no_labels, Messages.FORWARD)

@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the batch order")
     parser.add_argument("--json", type=Path, help="also write the per-epoch history to this JSON file")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     train = read_mnist(args.data, "train")
     test = read_mnist(args.data, "test")
