@@ -89,7 +89,7 @@ def _epoch_counts(args) -> dict:
     optimizer = dc.paper_model_optimizer(net, config)
 
     built_steps = {}
-    original_train, original_eval = _loop.make_train_step, _loop.make_eval_step
+    original_train, original_eval = _loop.make_epoch_step, _loop.make_eval_step
 
     def spy_train(*a, **k):
         built_steps["train"] = original_train(*a, **k)
@@ -99,7 +99,7 @@ def _epoch_counts(args) -> dict:
         built_steps["eval"] = original_eval(*a, **k)
         return built_steps["eval"]
 
-    _loop.make_train_step, _loop.make_eval_step = spy_train, spy_eval
+    _loop.make_epoch_step, _loop.make_eval_step = spy_train, spy_eval
     events = CompileEvents()
     per_epoch = []
     marks = [0]
@@ -107,7 +107,7 @@ def _epoch_counts(args) -> dict:
     def on_epoch_end(epoch, record):
         per_epoch.append({
             "epoch": epoch + 1,
-            "train_cache_size": built_steps["train"].compiled._cache_size(),
+            "train_cache_size": built_steps["train"]._cache_size(),
             "eval_cache_size": built_steps["eval"].compiled._cache_size(),
             "backend_compiles": sum(1 for kind, _, _ in events.records[marks[-1] :] if kind == "compile"),
             "seconds": record["seconds"],
@@ -121,7 +121,7 @@ def _epoch_counts(args) -> dict:
                 test=test, eval_batch_size=eval_batch, progress=False, on_epoch_end=on_epoch_end,
             )
     finally:
-        _loop.make_train_step, _loop.make_eval_step = original_train, original_eval
+        _loop.make_epoch_step, _loop.make_eval_step = original_train, original_eval
     return {
         "train_samples": train_count, "test_samples": test_count, "batch": batch, "eval_batch": eval_batch,
         "steps_per_epoch": -(-train_count // batch), "last_batch": train_count % batch, "data": data, "epochs": per_epoch,

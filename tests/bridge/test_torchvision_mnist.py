@@ -82,3 +82,24 @@ def test_torchvision_mnist_pil_and_pm1(tmp_path):
     expected = torch.from_numpy(np.array(train[int(module._train.dataset.indices[0])][0])).float() / 255
     first = next(iter(torch.utils.data.DataLoader(module._train, batch_size=1)))[0][0]
     torch.testing.assert_close(first, expected.reshape(-1))
+
+
+def test_torchvision_mnist_trains_darnax(tmp_path):
+    import lightning as L
+
+    from darnax_bridge import DarnaxModule
+
+    _make_raw_dir(tmp_path)
+    train = datasets.MNIST(tmp_path, train=True, download=False, transform=transforms.ToTensor())
+    test = datasets.MNIST(tmp_path, train=False, download=False, transform=transforms.ToTensor())
+    module = DatasetDataModule(Subset(train, range(2000)), test=Subset(test, range(500)), batch_size=16, seed=0)
+    model = DarnaxModule(hidden=300, model_seed=44, seed=0)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, module)
+    assert trainer.global_step == 2 * 125
+    accuracy = trainer.test(model, module, verbose=False)[0]["test_acc"]
+    # 2,000 real training images, two epochs: a trained model is far above the 10% of chance.
+    assert accuracy > 0.75
