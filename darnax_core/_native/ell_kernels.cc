@@ -176,18 +176,14 @@ static ffi::Error EllOuterImpl(ffi::Buffer<ffi::F32> xt, ffi::Buffer<ffi::S32> i
   return ffi::Error::Success();
 }
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DarnaxEllMatmul, EllMatmulImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+// Both kernels take (states, index, values or signal, count) and return one f32 buffer.
+#define DARNAX_ELL_BINDING                 \
+  ffi::Ffi::Bind()                         \
+      .Arg<ffi::Buffer<ffi::F32>>()        \
+      .Arg<ffi::Buffer<ffi::S32>>()        \
+      .Arg<ffi::Buffer<ffi::F32>>()        \
+      .Arg<ffi::Buffer<ffi::S32>>()        \
+      .Ret<ffi::Buffer<ffi::F32>>()
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DarnaxEllOuter, EllOuterImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DarnaxEllMatmul, EllMatmulImpl, DARNAX_ELL_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DarnaxEllOuter, EllOuterImpl, DARNAX_ELL_BINDING);
