@@ -66,8 +66,8 @@ def make_epoch_step(protocol: Protocol, optimizer: optax.GradientTransformation)
     """Return a jitted ``step(net, opt_state, totals, x, y, mask, key, index) -> (net, opt_state, totals)``.
 
     The step's key is ``fold_in(key, index)`` and its metrics are added to ``totals``, all in one
-    compiled call, so a training loop dispatches one computation per batch and never waits for
-    the device. Inputs are not validated: check the whole dataset once before the loop.
+    compiled call, so a training loop dispatches one computation per batch and reads nothing back
+    until it converts the totals. Inputs are not validated: check the whole dataset once before the loop.
     """
     if not isinstance(protocol, Protocol):
         raise TypeError(f"`protocol` must be a Protocol, got {type(protocol).__name__}.")
@@ -167,8 +167,8 @@ def fit(
     Batches are reshuffled every epoch from ``key``; the last partial batch is padded and masked.
     Returns the trained network, the optimizer state and a list of per-epoch metrics
     (``train_accuracy``, ``seconds``, and ``test_accuracy``/``test_unsat`` when ``test`` is given).
-    ``train_accuracy`` is read during training from the free state of each step. Under the paper's
-    protocol that state starts from the clamped one, which the label shaped, so it overstates the
+    ``train_accuracy`` is read during training from the free state of each step. Under the
+    ``"paper"`` protocol that state starts from the clamped one, which the label shaped, so it overstates the
     accuracy of label-free evaluation.
     """
     epochs = check_positive_int(epochs, "epochs")
