@@ -457,7 +457,7 @@ class DarnaxModule(L.LightningModule):
         if y is not None:
             check_labels(y, x.shape[0], self.net.num_classes, where)
             if y.dtype == torch.int64:
-                # The check above bounded the class indices by num_classes, so int32 holds them.
+                # The check above bounded the class indices by num_classes, so int32 can represent them.
                 y = y.to(torch.int32)
         return x, y
 
