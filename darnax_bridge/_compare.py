@@ -99,9 +99,13 @@ def _fit_and_test(model: L.LightningModule, datamodule: L.LightningDataModule, e
 
 def run_compare(argv: list[str]) -> list[dict[str, Any]]:
     """Run ``darnax compare`` with command-line arguments ``argv``; return the table rows."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"cannot create --output-dir {output_dir}: {error.strerror}; choose a writable directory.")
     baseline_epochs = args.baseline_epochs or args.epochs
 
     def datamodule() -> MNISTDataModule:
