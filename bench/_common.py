@@ -271,6 +271,35 @@ def base_parser(name: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def benchmark_main(
+    name: str,
+    description: str,
+    run: Callable[[argparse.Namespace], dict],
+    table: Callable[[dict], str],
+    argv: Sequence[str] | None = None,
+    *,
+    worker: Callable[[argparse.Namespace], None] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """Parse the command line of benchmark ``name`` and run it, or its subprocess ``worker``.
+
+    With a ``worker``, the hidden ``--worker`` and ``--worker-out`` options run one measurement in
+    the current process (see :func:`run_worker`). ``add_arguments`` adds the benchmark's own options.
+    """
+    parser = base_parser(name, description)
+    if worker is not None:
+        parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    if worker is not None and args.worker:
+        worker(args)
+        return
+    record = run(args)
+    finish_record(record, args, table(record))
+
+
 def new_record(name: str, args: argparse.Namespace, *, with_jax: bool = True, argv: Sequence[str] | None = None) -> dict:
     """Start the JSON record of benchmark ``name``: command, machine, versions, start time."""
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -85,12 +85,12 @@ def table(record: dict, markdown: bool = False) -> str:
     return render(headers, rows)
 
 
-def main(argv=None):
-    parser = common.base_parser(NAME, __doc__.splitlines()[0])
+def _add_arguments(parser) -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated torch intra-op thread counts to run (default 1,2)")
-    args = parser.parse_args(argv)
-    record = run(args)
-    common.finish_record(record, args, table(record))
+
+
+def main(argv=None):
+    common.benchmark_main(NAME, __doc__.splitlines()[0], run, table, argv, add_arguments=_add_arguments)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Run: ``python -m bench.compile_time [--quick]``.
 
 import argparse
 import time
-from pathlib import Path
 
 
 from bench import _common as common
@@ -190,17 +189,12 @@ def table(record: dict, markdown: bool = False) -> str:
     return text
 
 
-def main(argv=None):
-    parser = common.base_parser(NAME, __doc__.splitlines()[0])
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+def _worker_arguments(parser) -> None:
     parser.add_argument("--part", choices=("first", "epoch"), help=argparse.SUPPRESS)
-    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        worker(args)
-        return
-    record = run(args)
-    common.finish_record(record, args, table(record))
+
+
+def main(argv=None):
+    common.benchmark_main(NAME, __doc__.splitlines()[0], run, table, argv, worker=worker, add_arguments=_worker_arguments)
 
 
 if __name__ == "__main__":

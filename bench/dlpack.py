@@ -87,10 +87,7 @@ def table(record: dict, markdown: bool = False) -> str:
 
 
 def main(argv=None):
-    parser = common.base_parser(NAME, __doc__.splitlines()[0])
-    args = parser.parse_args(argv)
-    record = run(args)
-    common.finish_record(record, args, table(record))
+    common.benchmark_main(NAME, __doc__.splitlines()[0], run, table, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Run: ``python -m bench.memory [--quick]``.
 import argparse
 import resource
 import sys
-from pathlib import Path
 
 from bench import _common as common
 
@@ -89,18 +88,13 @@ def table(record: dict, markdown: bool = False) -> str:
     return render(headers, rows)
 
 
-def main(argv=None):
-    parser = common.base_parser(NAME, __doc__.splitlines()[0])
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+def _worker_arguments(parser) -> None:
     parser.add_argument("--hidden", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--kernel", choices=("auto", "dense", "ell"), help=argparse.SUPPRESS)
-    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        worker(args)
-        return
-    record = run(args)
-    common.finish_record(record, args, table(record))
+
+
+def main(argv=None):
+    common.benchmark_main(NAME, __doc__.splitlines()[0], run, table, argv, worker=worker, add_arguments=_worker_arguments)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Run: ``python -m bench.scaling [--quick]``.
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -164,17 +163,12 @@ def table(record: dict, markdown: bool = False) -> str:
     return render(headers, rows)
 
 
-def main(argv=None):
-    parser = common.base_parser(NAME, __doc__.splitlines()[0])
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+def _worker_arguments(parser) -> None:
     parser.add_argument("--layout", choices=sorted(LAYOUTS), help=argparse.SUPPRESS)
-    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        worker(args)
-        return
-    record = run(args)
-    common.finish_record(record, args, table(record))
+
+
+def main(argv=None):
+    common.benchmark_main(NAME, __doc__.splitlines()[0], run, table, argv, worker=worker, add_arguments=_worker_arguments)
 
 
 if __name__ == "__main__":
