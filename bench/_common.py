@@ -398,9 +398,9 @@ def spread(stats: dict, scale: float = 1e3) -> str:
 
 
 def run_worker(module: str, worker_args: Sequence[str], *, env: dict | None = None, timeout: float = 1800.0) -> dict:
-    """Run ``python -m bench.<module> --worker ...`` in a fresh process and return its JSON answer.
+    """Run ``python -m bench.<module> --worker ...`` in a fresh process and return its JSON result.
 
-    The worker writes its answer to the file named by ``--worker-out``. Returns
+    The worker writes its result to the file named by ``--worker-out``. Returns
     ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}`` with the tail of stderr;
     a timeout or a crash is reported, not raised.
     """
@@ -420,5 +420,5 @@ def run_worker(module: str, worker_args: Sequence[str], *, env: dict | None = No
 
 
 def write_worker_answer(path: Path, answer: dict) -> None:
-    """Write a worker's JSON answer to ``path`` (the parent reads it back)."""
+    """Write a worker's JSON result to ``path``, where the parent process reads it back."""
     Path(path).write_text(json.dumps(answer, default=_json_default))

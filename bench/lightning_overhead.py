@@ -93,7 +93,8 @@ def _host_work(x, y, batch: int, repeats: int) -> list[dict]:
     """Time the per-batch host operations of the bridge's training step, one by one.
 
     Covers the torch-to-JAX conversions that ``DarnaxModule.training_step`` performs for a full
-    and for a padded short batch; the key folding and metric sums run inside the compiled step.
+    and for a padded short batch. The key folding and metric sums are not timed here, because
+    they run inside the compiled step.
     """
     import torch
 

@@ -221,10 +221,9 @@ class DarnaxModule(L.LightningModule):
             optimizer = optax.adam(self.hparams.lr)
         self.net = jax.device_put(net, self.jax_device)
         self.opt_state = jax.device_put(dc.init_optimizer(optimizer, net), self.jax_device)
-        # The bridge checks every batch on the torch side, so the core's host-side checks are off.
-        self.train_step_fn = dc.make_train_step(self.protocol, optimizer, validate=False)
         # One compiled call per batch: the step, its key (folded with global_step) and the epoch sums.
         self.epoch_step_fn = dc.make_epoch_step(self.protocol, optimizer)
+        # The bridge checks every batch on the torch side, so the core's host-side checks are off.
         self.eval_step_fn = dc.make_eval_step(self.protocol, validate=False)
 
     def _ensure_network(self, input_dim: int | None, num_classes: int | None, source: str) -> None:

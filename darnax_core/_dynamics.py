@@ -55,6 +55,11 @@ def _sum_messages(parts: list) -> Float[Array, "batch _"] | None:
     return total
 
 
+def zero_hidden(net: Network, batch: int, dtype=jnp.float32) -> Hidden:
+    """Return the initial hidden state: one ``(batch, n_l)`` buffer of zeros per hidden layer."""
+    return tuple(jnp.zeros((batch, size), dtype) for size in net.sizes[1:-1])
+
+
 def input_messages(net: Network, x: Float[Array, "batch d"]) -> RowFields:
     """Return, for rows ``1..L+1``, the summed messages from the input (``None`` where none)."""
     return tuple(

@@ -1,7 +1,6 @@
 """Inspection helpers: each layer's activity after every sweep, and the relaxed hidden state."""
 
 import jax
-import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from darnax_core import _dynamics as dyn
@@ -32,7 +31,7 @@ def trajectory(net: Network, x, protocol: Protocol, key: jax.Array, y=None) -> d
     labels = None if y is None else encode_labels(y, net.num_classes)
     inputs = dyn.input_messages(net, x)
     label_fields = dyn.label_messages(net, labels)
-    hidden = tuple(jnp.zeros((x.shape[0], size), x.dtype) for size in net.sizes[1:-1])
+    hidden = dyn.zero_hidden(net, x.shape[0], x.dtype)
     phases = {}
     for index, (name, messages, sweeps) in enumerate(_phase_plan(protocol, labels is not None)):
         const = dyn.constant_fields(net, inputs, label_fields, messages)

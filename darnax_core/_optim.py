@@ -139,10 +139,10 @@ def paper_optimizer(
     recurrent: str = "hidden",
     output_edge: str = "hidden->output",
 ) -> optax.GradientTransformation:
-    """Build the SGD optimizer and multiplicative decay of the paper's MNIST runs.
+    """Build the SGD optimizer and multiplicative decay of the one-hidden-layer MNIST model.
 
     Learning rates are rescaled by ``1 / sqrt(density)`` for the sparse couplings. After each step
-    the weights decay by the factors of the reference's tutorial 09, which use the *config* rates::
+    the weights decay by the factors of the reference library darnax 0.4 (its tutorial 09), which use the *config* rates::
 
         W_in  *= 1 - wd_in  * lr_in  * sqrt(0.1) / sqrt(density_in) / sqrt(D)
         J     *= 1 - wd_j   * lr_j   * sqrt(0.1) / sqrt(density_j)  / sqrt(N)

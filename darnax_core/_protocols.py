@@ -198,7 +198,7 @@ def train_step_impl(net: Network, opt_state, x, y, key, sample_mask, *, protocol
     const_forward = dyn.constant_fields(net, inputs, labels, Messages.FORWARD)
     const_all = dyn.constant_fields(net, inputs, labels, Messages.ALL)
     const_free = dyn.constant_fields(net, inputs, labels, protocol.free_messages)
-    hidden = tuple(jnp.zeros((x.shape[0], size), x.dtype) for size in net.sizes[1:-1])
+    hidden = dyn.zero_hidden(net, x.shape[0], x.dtype)
 
     hidden, warm = _phase(net, hidden, const_forward, Messages.FORWARD, protocol.warmup, protocol, key, 0)
     if protocol.kind == "paper":
@@ -248,7 +248,7 @@ def relax(net: Network, x, protocol: Protocol, key):
     no_labels = (None,) * net.output_row
     const_forward = dyn.constant_fields(net, inputs, no_labels, Messages.FORWARD)
     const_free = dyn.constant_fields(net, inputs, no_labels, protocol.free_messages)
-    hidden = tuple(jnp.zeros((x.shape[0], size), x.dtype) for size in net.sizes[1:-1])
+    hidden = dyn.zero_hidden(net, x.shape[0], x.dtype)
     hidden, warm = _phase(net, hidden, const_forward, Messages.FORWARD, protocol.warmup, protocol, key, 0)
     hidden, settle = _phase(net, hidden, const_free, protocol.free_messages, protocol.eval_sweeps, protocol, key, 1)
     return hidden, _state_fields(net, hidden, const_forward), jnp.stack([warm.sweeps, settle.sweeps])

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from darnax_core._dynamics import zero_hidden
 from darnax_core._network import Network
 
 
@@ -31,7 +32,7 @@ def init_state(net: Network, x, y=None) -> State:
     """
     x = check_inputs(net, x)
     batch = x.shape[0]
-    hidden = tuple(jnp.zeros((batch, size), x.dtype) for size in net.sizes[1:-1])
+    hidden = zero_hidden(net, batch, x.dtype)
     if y is not None:
         y = jnp.asarray(y)
         if y.shape != (batch, net.num_classes):
