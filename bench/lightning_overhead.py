@@ -4,7 +4,7 @@ Both train the paper configuration for two epochs over the same in-memory MNIST 
 16; the second epoch is timed (so compilation is excluded), and the ratio of the two throughputs
 is the bridge's share. Lightning runs with a ``DataLoader`` over torch tensors (``num_workers=0``,
 no shuffling), no logger, no progress bar, no checkpointing and no validation. The core runs
-``dc.fit`` with shuffling, its default. The two loops run alternately, 3 times each (once with
+``dc.fit`` with shuffling, its default. The two loops run alternately, 5 times each (once with
 ``--quick``). The per-batch host operations of the bridge's training step are also timed alone.
 
 Run: ``python -m bench.lightning_overhead [--quick]``.
@@ -125,7 +125,7 @@ def _core_epoch_seconds(x, y, batch: int) -> list[float]:
 
 
 def run(args) -> dict:
-    steps, runs = (40, 1) if args.quick else (1000, 3)
+    steps, runs = (40, 1) if args.quick else (1000, 5)
     batch = dc.TUTORIAL_09.batch_size
     record = common.new_record(NAME, args)
     record["settings"] = {"steps_per_epoch": steps, "batch": batch, "runs": runs, "timed": "second of two epochs"}

@@ -1,6 +1,7 @@
 """A plain JAX training loop over in-memory arrays, for users of the core alone."""
 
 import dataclasses
+import functools
 import logging
 import time
 import warnings
@@ -62,17 +63,21 @@ def add_step_metrics(totals: EpochTotals, metrics: StepMetrics) -> EpochTotals:
     )
 
 
-def make_epoch_step(protocol: Protocol, optimizer: optax.GradientTransformation):
+def make_epoch_step(protocol: Protocol, optimizer: optax.GradientTransformation, *, donate: bool = False):
     """Return a jitted ``step(net, opt_state, totals, x, y, mask, key, index) -> (net, opt_state, totals)``.
 
     The step's key is ``fold_in(key, index)`` and its metrics are added to ``totals``, all in one
     compiled call, so a training loop dispatches one computation per batch and reads nothing back
     until it converts the totals. Inputs are not validated: check the whole dataset once before the loop.
+
+    With ``donate=True`` the step reuses the buffers of ``net``, ``opt_state`` and ``totals`` for its
+    outputs: unchanged arrays (masks, ELL indices, ``j_d``) are not copied and the weights are
+    updated in place. The arrays passed in are deleted, so a loop must keep only the returned ones.
     """
     if not isinstance(protocol, Protocol):
         raise TypeError(f"`protocol` must be a Protocol, got {type(protocol).__name__}.")
 
-    @jax.jit
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2) if donate else ())
     def epoch_step(net, opt_state, totals, x, y, mask, key, index):
         step_key = jax.random.fold_in(key, index)
         net, opt_state, metrics = train_step_impl(net, opt_state, x, y, step_key, mask, protocol=protocol, optimizer=optimizer)
@@ -177,11 +182,13 @@ def fit(
     if y.ndim == 2:
         y = y.astype(np.float32)
     opt_state = init_optimizer(optimizer, net) if opt_state is None else opt_state
-    epoch_step = make_epoch_step(protocol, optimizer)
+    epoch_step = make_epoch_step(protocol, optimizer, donate=True)
     eval_step = make_eval_step(protocol)
     shuffle_key, step_key, eval_key = jax.random.split(key, 3)
     # Committed inputs keep the step's dispatch cache at one entry: the step's outputs are committed.
-    net, opt_state, step_key = jax.device_put((net, opt_state, step_key), jax.devices()[0])
+    # The copy leaves the caller's arrays alive, since the loop donates its own to each step.
+    net, opt_state = jax.device_put((net, opt_state), jax.devices()[0], may_alias=False)
+    step_key = jax.device_put(step_key, jax.devices()[0])
     history = []
     step = 0
     for epoch in range(epochs):

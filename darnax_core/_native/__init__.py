@@ -43,15 +43,15 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def _library_path() -> Path:
+def _library_path(flags: tuple[str, ...] = _FLAGS) -> Path:
     key = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), jax.__version__.encode(), " ".join(_FLAGS).encode(), platform.machine().encode(), _cpu_model().encode()):
+    for part in (_SOURCE.read_bytes(), jax.__version__.encode(), " ".join(flags).encode(), platform.machine().encode(), _cpu_model().encode()):
         key.update(part)
     cache = Path(os.environ.get("DARNAX_CACHE_DIR", Path.home() / ".cache" / "darnax"))
     return cache / "native" / key.hexdigest()[:16] / "ell_kernels.so"
 
 
-def _compile(target: Path) -> None:
+def _compile(target: Path, flags: tuple[str, ...] = _FLAGS) -> None:
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         raise RuntimeError("no C++ compiler found (set CXX or install g++)")
@@ -59,7 +59,7 @@ def _compile(target: Path) -> None:
     # Compile to a temporary name and rename, so concurrent processes never load a partial file.
     with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so", delete=False) as tmp:
         partial = Path(tmp.name)
-    command = [compiler, *_FLAGS, f"-I{jax.ffi.include_dir()}", str(_SOURCE), "-o", str(partial)]
+    command = [compiler, *flags, f"-I{jax.ffi.include_dir()}", str(_SOURCE), "-o", str(partial)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
@@ -77,30 +77,48 @@ def available() -> bool:
             logger.info("Native ELL kernels disabled by DARNAX_NATIVE=0.")
             return False
         try:
-            path = _library_path()
-            if not path.exists():
-                logger.info("Compiling native ELL kernels into %s", path)
-                _compile(path)
-            library = ctypes.cdll.LoadLibrary(str(path))
-            jax.ffi.register_ffi_target(_MATMUL, jax.ffi.pycapsule(library.DarnaxEllMatmul), platform="cpu")
-            jax.ffi.register_ffi_target(_OUTER, jax.ffi.pycapsule(library.DarnaxEllOuter), platform="cpu")
+            _state["library"] = _load(_FLAGS, suffix="")
         except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as error:
             logger.warning("Native ELL kernels unavailable, using the XLA path: %s", error)
             return False
-        _state["library"] = library
         _state["ok"] = True
         return True
 
 
-def ell_matmul(x, index, values, count):
+def _load(flags: tuple[str, ...], suffix: str):
+    """Compile (once) with ``flags``, load, and register the kernels under names ending in ``suffix``."""
+    path = _library_path(flags)
+    if not path.exists():
+        logger.info("Compiling native ELL kernels into %s", path)
+        _compile(path, flags)
+    library = ctypes.cdll.LoadLibrary(str(path))
+    jax.ffi.register_ffi_target(_MATMUL + suffix, jax.ffi.pycapsule(library.DarnaxEllMatmul), platform="cpu")
+    jax.ffi.register_ffi_target(_OUTER + suffix, jax.ffi.pycapsule(library.DarnaxEllOuter), platform="cpu")
+    return library
+
+
+def load_variant(extra_flags: tuple[str, ...], suffix: str) -> str:
+    """Build the kernels with ``extra_flags`` appended and register them under ``suffix``.
+
+    For tests of the narrower code paths (``("-mno-avx512f",)`` for AVX2, ``("-mno-avx2",)`` for
+    the plain loops) on a machine that would otherwise compile only the widest one. Returns
+    ``suffix``, to pass as ``variant`` to :func:`ell_matmul` and :func:`ell_outer`.
+    """
+    if not suffix:
+        raise ValueError("`suffix` must be non-empty; the empty suffix names the default build.")
+    _load((*_FLAGS, *extra_flags), suffix)
+    return suffix
+
+
+def ell_matmul(x, index, values, count, *, variant: str = ""):
     """Return ``(batch, k)`` fields of an ELL coupling: ``out[b, i] = sum_f values[i, f] x[b, index[i, f]]``."""
     call = jax.ffi.ffi_call(
-        _MATMUL, jax.ShapeDtypeStruct((index.shape[0], x.shape[0]), jnp.float32), vmap_method="sequential"
+        _MATMUL + variant, jax.ShapeDtypeStruct((index.shape[0], x.shape[0]), jnp.float32), vmap_method="sequential"
     )
     return call(x.T, index, values, count).T
 
 
-def ell_outer(x, index, signal, count):
+def ell_outer(x, index, signal, count, *, variant: str = ""):
     """Return ``(k, fan_in)`` products ``sum_b x[b, index[i, f]] signal[b, i]`` (zero in padding)."""
-    call = jax.ffi.ffi_call(_OUTER, jax.ShapeDtypeStruct(index.shape, jnp.float32), vmap_method="sequential")
+    call = jax.ffi.ffi_call(_OUTER + variant, jax.ShapeDtypeStruct(index.shape, jnp.float32), vmap_method="sequential")
     return call(x.T, index, signal.T, count)

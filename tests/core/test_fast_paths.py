@@ -205,6 +205,31 @@ def test_native_ell_matches_xla(d, k, density, batch_size):
 
 
 @needs_native
+@pytest.mark.parametrize("variant, flags", [("", ()), ("_avx2", ("-mno-avx512f",)), ("_plain", ("-mno-avx2",))])
+@pytest.mark.parametrize("d, k, density, batch_size", [(300, 300, 0.02, 16), (784, 200, 0.1, 37), (40, 60, 0.5, 33)])
+def test_native_code_paths_and_zero_signal_rows(variant, flags, d, k, density, batch_size):
+    """Every instruction-set path matches XLA; receivers with an all-zero signal get zero increments."""
+    if variant:
+        _native.load_variant(flags, variant)
+    _, _, ell, x, signal = ell_case(d, k, density, batch_size, seed=d + 7 * k)
+    quiet = np.arange(k) % 3 == 0
+    signal[:, quiet] = 0.0
+    signal[::2, ~quiet] = 0.0  # other receivers keep a partly zero signal
+    x, signal = jnp.asarray(x), jnp.asarray(signal)
+    field = np.asarray(_native.ell_matmul(x, ell.index, ell.values, ell.fan_in, variant=variant))
+    np.testing.assert_allclose(field, np.asarray(_xla_ell_matmul(x, ell.index, ell.values, ell.fan_in)), rtol=1e-5, atol=1e-5)
+    outer = np.asarray(_native.ell_outer(x, ell.index, signal, ell.fan_in, variant=variant))
+    np.testing.assert_allclose(outer, np.asarray(_xla_ell_outer(x, ell.index, signal, ell.fan_in)), rtol=1e-5, atol=1e-5)
+    assert np.all(outer[quiet] == 0.0)
+    assert np.abs(outer[~quiet]).max() > 0.0
+
+
+def test_load_variant_rejects_empty_suffix():
+    with pytest.raises(ValueError, match="non-empty"):
+        _native.load_variant(("-mno-avx2",), "")
+
+
+@needs_native
 def test_native_ell_under_jit():
     _, _, ell, x, signal = ell_case(120, 90, 0.1, 16, seed=3)
     x, signal = jnp.asarray(x), jnp.asarray(signal)

@@ -435,3 +435,29 @@ def test_evaluate_zero_batch_size():
 def test_pad_batch_too_many_rows():
     with pytest.raises(ValueError, match="batch_size"):
         dc.pad_batch(batch(), Y1, 4)
+
+
+def test_fit_keeps_the_callers_arrays():
+    """`fit` donates its own copies to each step, so the network and state passed in stay usable."""
+    net = small_net()
+    optimizer = optax.sgd(0.1)
+    opt_state = dc.init_optimizer(optimizer, net)
+    first = dc.fit(net, optimizer, dc.paper_protocol(SMALL), (batch(), Y1), key=KEY, epochs=2, batch_size=4, opt_state=opt_state, progress=False)
+    second = dc.fit(net, optimizer, dc.paper_protocol(SMALL), (batch(), Y1), key=KEY, epochs=2, batch_size=4, opt_state=opt_state, progress=False)
+    for a, b in zip(jax.tree_util.tree_leaves(first.net), jax.tree_util.tree_leaves(second.net)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves((net, opt_state)))
+
+
+def test_donating_epoch_step_matches_and_consumes_its_inputs():
+    net = small_net()
+    optimizer = optax.sgd(0.1)
+    protocol = dc.paper_protocol(SMALL)
+    x, y, mask = jnp.asarray(batch()), jnp.asarray(Y1), jnp.ones(Y1.shape[0], bool)
+    args = (x, y, mask, KEY, 3)
+    plain = dc.make_epoch_step(protocol, optimizer)(net, dc.init_optimizer(optimizer, net), dc.zero_totals(), *args)
+    copies = jax.device_put((net, dc.init_optimizer(optimizer, net), dc.zero_totals()), jax.devices()[0], may_alias=False)
+    donated = dc.make_epoch_step(protocol, optimizer, donate=True)(*copies, *args)
+    for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(donated)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert all(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(copies[0].edges))
