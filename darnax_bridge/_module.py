@@ -352,15 +352,15 @@ class DarnaxModule(L.LightningModule):
             mask = self._full_mask()
         else:
             x, y, mask = pad_rows(x, y, self._pad_size)
-        # NOTE: the batch is copied on import. A zero-copy import was 0.1 ms per batch slower under
-        # the Trainer on a 2-core CPU (1.08 against 0.98 ms per step), likely because releasing a
-        # buffer borrowed from torch after the step takes the GIL, which Lightning's loop holds.
+        # NOTE: the batch is copied on import, and the copy waits in the device queue until the
+        # running step ends. Under the Trainer on a 2-core CPU a zero-copy import was nevertheless
+        # slower (1.08 against 0.98 ms per step over 6 epochs); why is not established.
         x, y, mask = to_jax((x, y, mask), device=self.jax_device)
         self.net, self.opt_state, self._train_totals = self.epoch_step_fn(
             net, self.opt_state, self._train_totals, x, y, mask, self._step_key(), self.global_step
         )
         # NOTE: with this placeholder step, Lightning's loop costs about 0.18 ms of Python per batch
-        # on a 2-core CPU, so the bridge reaches about 88% of dc.fit's throughput there.
+        # on a 2-core CPU, so the bridge reaches about 90% of dc.fit's throughput there.
         self.optimizers().step()
         # Reading the totals synchronises with the device, so it happens only when Lightning logs.
         if self.trainer._logger_connector.should_update_logs:
