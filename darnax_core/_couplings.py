@@ -26,6 +26,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from darnax_core import _native
+from darnax_core._ops import sign
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,11 @@ def _xla_ell_outer(x, index, signal, fan_in):
     return jnp.where(slots, jnp.einsum("kfb,bk->kf", _gather_rows(x, index), signal), 0.0)
 
 
+def _xla_sign_sweep_t(s_t, index, values, fan_in, const_t, self_coupling):
+    field_t = _xla_ell_matmul(s_t.T, index, values, fan_in).T
+    return sign((field_t + self_coupling[:, None] * s_t) + const_t)
+
+
 class EllCoupling(eqx.Module):
     """A sparse coupling in ELL layout: receiver ``i`` reads senders ``index[i, :fan_in[i]]``.
 
@@ -166,6 +172,22 @@ class EllCoupling(eqx.Module):
         else:
             increment = _xla_ell_outer(x, self.index, signal, self.fan_in)
         return increment / _normaliser(n, self.in_features)
+
+    def sign_sweep_t(self, s_t: Float[Array, "n batch"], self_coupling: Float[Array, " n"], const_t: Float[Array, "n batch"]) -> Float[Array, "n batch"]:
+        """Return ``sign(J s + self_coupling * s + const)`` in the transposed (units, batch) layout.
+
+        The coupling must be square: its receivers are its own senders. On CPU one native call
+        computes the product, the additions and the sign. Elsewhere XLA computes the same expression.
+        """
+        if self.in_features != self.out_features:
+            raise ValueError(
+                f"`sign_sweep_t` needs a square coupling, got {self.in_features} -> {self.out_features}; "
+                "use it only for a layer's recurrent J."
+            )
+        args = (s_t.astype(jnp.float32), self.index, self.values, self.fan_in, const_t.astype(jnp.float32), self_coupling.astype(jnp.float32))
+        if not _native.available():
+            return _xla_sign_sweep_t(*args)
+        return jax.lax.platform_dependent(*args, cpu=_native.ell_sweep_t, default=_xla_sign_sweep_t)
 
     def project(self) -> "EllCoupling":
         return eqx.tree_at(lambda c: c.values, self, jnp.where(self.valid, self.values, 0.0))

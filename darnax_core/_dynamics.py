@@ -20,7 +20,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from darnax_core import _native
 from darnax_core._checks import parse_enum
+from darnax_core._couplings import EllCoupling
+from darnax_core._layers import BinaryLayer
 from darnax_core._network import Messages, Network
 
 
@@ -189,9 +192,31 @@ def run_phase(
         info = PhaseInfo(jnp.int32(0), jnp.int32(0), tuple(h[None][:0] for h in hidden) if record else None)
         return hidden, info
 
+    layer = _fused_layer(net, messages, schedule, record)
+    if layer is None:
+        start, finish = tuple(hidden), tuple
+
+        def update(state, index):
+            sweep_key = None if key is None else jax.random.fold_in(key, index)
+            return sweep(net, state, const, messages, schedule, sweep_key)
+
+    else:
+        # One hidden layer with a sparse J: every sweep is one native call in the kernels'
+        # (units, batch) layout, and the state is transposed once per phase instead of twice a sweep.
+        fixed = const[0] if const[0] is not None else jnp.zeros_like(hidden[0])
+        const_t = fixed.T
+        self_coupling = jnp.broadcast_to(layer.j_d, (layer.features,))
+        start = (hidden[0].T,)
+
+        def finish(state):
+            return (state[0].T,)
+
+        def update(state, index):
+            del index
+            return (layer.coupling.sign_sweep_t(state[0], self_coupling, const_t),)
+
     def one_sweep(state, index):
-        sweep_key = None if key is None else jax.random.fold_in(key, index)
-        new = sweep(net, state, const, messages, schedule, sweep_key)
+        new = update(state, index)
         return new, _count_changes(state, new)
 
     def body(carry, index):
@@ -207,6 +232,23 @@ def run_phase(
             used = used + 1
         return (new, done, used, changes), (new if record else None)
 
-    init = (tuple(hidden), jnp.bool_(False), jnp.int32(0), jnp.int32(0))
-    (hidden, _, used, changed), trajectory = jax.lax.scan(body, init, jnp.arange(sweeps))
-    return hidden, PhaseInfo(used, changed, trajectory)
+    init = (start, jnp.bool_(False), jnp.int32(0), jnp.int32(0))
+    (state, _, used, changed), trajectory = jax.lax.scan(body, init, jnp.arange(sweeps))
+    return finish(state), PhaseInfo(used, changed, trajectory)
+
+
+def _fused_layer(net: Network, messages: Messages, schedule: Schedule, record: bool) -> BinaryLayer | None:
+    """Return the network's only hidden layer when its sweeps can run as fused native calls, else None.
+
+    That needs one binary hidden layer whose ``J`` is an ELL coupling, no other hidden sender
+    under ``messages``, a sequential or parallel schedule (the same for one layer), native kernels,
+    and no recorded trajectory.
+    """
+    if record or schedule is Schedule.ASYNCHRONOUS or net.num_hidden != 1 or not _native.available():
+        return None
+    layer = net.layer(1)
+    if not isinstance(layer, BinaryLayer) or not isinstance(layer.coupling, EllCoupling):
+        return None
+    if any(1 <= j <= net.num_hidden for j, _ in net.senders(1, messages)):
+        return None
+    return layer

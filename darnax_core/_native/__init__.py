@@ -1,8 +1,9 @@
 """Native CPU kernels for ELL couplings, compiled on first use and called through the XLA FFI.
 
 XLA's CPU gather moves one row per few nanoseconds, so a 1%-dense 2000x2000 coupling at batch 16
-takes longer through ``jnp`` indexing than a plain loop over its 40k non-zeros. The two kernels in
-``ell_kernels.cc`` are those loops. They are compiled with the system C++ compiler (``$CXX`` or
+takes longer through ``jnp`` indexing than a plain loop over its 40k non-zeros. The kernels in
+``ell_kernels.cc`` are those loops (product and rule increments), plus one sign sweep of a
+recurrent layer that works in the kernels' (units, batch) layout. They are compiled with the system C++ compiler (``$CXX`` or
 ``g++``/``c++``) the first time they are needed and cached under ``$DARNAX_CACHE_DIR`` (default
 ``~/.cache/darnax``). When no compiler is found, compilation fails, or ``DARNAX_NATIVE=0`` is set,
 :func:`available` returns False and the couplings use the pure-XLA path, which gives the same
@@ -29,6 +30,7 @@ _SOURCE = Path(__file__).with_name("ell_kernels.cc")
 _FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-w")
 _MATMUL = "darnax_ell_matmul"
 _OUTER = "darnax_ell_outer"
+_SWEEP = "darnax_ell_sweep"
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -94,6 +96,7 @@ def _load(flags: tuple[str, ...], suffix: str):
     library = ctypes.cdll.LoadLibrary(str(path))
     jax.ffi.register_ffi_target(_MATMUL + suffix, jax.ffi.pycapsule(library.DarnaxEllMatmul), platform="cpu")
     jax.ffi.register_ffi_target(_OUTER + suffix, jax.ffi.pycapsule(library.DarnaxEllOuter), platform="cpu")
+    jax.ffi.register_ffi_target(_SWEEP + suffix, jax.ffi.pycapsule(library.DarnaxEllSweep), platform="cpu")
     return library
 
 
@@ -122,3 +125,12 @@ def ell_outer(x, index, signal, count, *, variant: str = ""):
     """Return ``(k, fan_in)`` products ``sum_b x[b, index[i, f]] signal[b, i]`` (zero in padding)."""
     call = jax.ffi.ffi_call(_OUTER + variant, jax.ShapeDtypeStruct(index.shape, jnp.float32), vmap_method="sequential")
     return call(x.T, index, signal.T, count)
+
+
+def ell_sweep_t(s_t, index, values, count, const_t, self_coupling, *, variant: str = ""):
+    """Return ``sign(J s + self_coupling * s + const)`` for a square ELL coupling, all in (units, batch) layout.
+
+    ``s_t`` and ``const_t`` are ``(n, batch)``, ``self_coupling`` is ``(n,)``; ``sign(0) = +1``.
+    """
+    call = jax.ffi.ffi_call(_SWEEP + variant, jax.ShapeDtypeStruct(s_t.shape, jnp.float32), vmap_method="sequential")
+    return call(s_t, index, values, count, const_t, self_coupling)

@@ -16,7 +16,7 @@ import pytest
 
 import darnax_core as dc
 from darnax_core import _native
-from darnax_core._couplings import _xla_ell_matmul, _xla_ell_outer
+from darnax_core._couplings import _xla_ell_matmul, _xla_ell_outer, _xla_sign_sweep_t
 
 INPUT_DIM = 64
 CLASSES = 4
@@ -26,21 +26,25 @@ DENSITIES = (0.02, 0.1, 0.5, 1.0)
 # Summation order differs between layouts, so a unit whose field is this close to zero may
 # legitimately take the other sign.
 TIE = 1e-4
-# (hidden, density, schedule): every size, density and schedule appears at least once, and the
-# asynchronous schedule runs on a padded (sparse) layout as well as a full one.
+# (hidden, density, schedule, depth): every size, density and schedule appears at least once, and
+# the asynchronous schedule runs on a padded (sparse) layout as well as a full one. With one hidden
+# layer the sequential and parallel sweeps of the ELL layout run as fused native calls.
 CASES = [
-    (30, 1.0, "asynchronous"),
-    (120, 0.02, "asynchronous"),
-    (120, 0.5, "sequential"),
-    (300, 0.02, "parallel"),
-    (300, 0.1, "sequential"),
+    (30, 1.0, "asynchronous", 2),
+    (120, 0.02, "asynchronous", 2),
+    (120, 0.5, "sequential", 2),
+    (300, 0.02, "parallel", 2),
+    (300, 0.1, "sequential", 2),
+    (120, 0.02, "sequential", 1),
+    (300, 0.1, "parallel", 1),
+    (30, 0.5, "asynchronous", 1),
 ]
 PROTOCOL_SWEEPS = dict(warmup=1, clamped=4, free=4, eval_sweeps=4)
 
 
 @functools.cache
-def build(hidden: int, density: float, kernel: str) -> dc.Network:
-    """Two binary layers joined ferromagnetically, sparse input and recurrent couplings.
+def build(hidden: int, density: float, kernel: str, depth: int = 2) -> dc.Network:
+    """Binary layers (two by default) joined ferromagnetically, sparse input and recurrent couplings.
 
     Cached: networks are immutable, and building one compiles eager operations for new shapes.
     """
@@ -48,7 +52,7 @@ def build(hidden: int, density: float, kernel: str) -> dc.Network:
         jax.random.PRNGKey(hidden + int(density * 1000)),
         input_dim=INPUT_DIM,
         hidden=hidden,
-        depth=2,
+        depth=depth,
         num_classes=CLASSES,
         j_d=0.5,
         lam=0.3,
@@ -107,8 +111,8 @@ def test_layout_same_couplings(hidden, density):
         np.testing.assert_array_equal(np.asarray(other.to_dense()), np.asarray(reference.to_dense()))
 
 
-@pytest.mark.parametrize("hidden, density, schedule", CASES)
-def test_layout_same_phases_and_step(hidden, density, schedule):
+@pytest.mark.parametrize("hidden, density, schedule, depth", CASES)
+def test_layout_same_phases_and_step(hidden, density, schedule, depth):
     protocol = dc.Protocol(schedule=schedule, **PROTOCOL_SWEEPS)
     optimizer = optax.sgd(1.0)  # the applied update is the rule increment itself
     run = jax.jit(functools.partial(phases_and_step, protocol=protocol, optimizer=optimizer))
@@ -118,14 +122,14 @@ def test_layout_same_phases_and_step(hidden, density, schedule):
 
     results = {}
     for kernel in ("dense", "ell"):
-        net = build(hidden, density, kernel)
+        net = build(hidden, density, kernel, depth)
         results[kernel] = (net, *run(net, dc.init_optimizer(optimizer, net), x, y, key, mask))
     dense_net, dense_states, dense_fields, dense_new, dense_metrics = results["dense"]
     ell_net, ell_states, ell_fields, ell_new, ell_metrics = results["ell"]
 
     flips = 0
     for phase in range(3):
-        for layer in range(2):
+        for layer in range(depth):
             reference = np.asarray(dense_states[phase][layer])
             other = np.asarray(ell_states[phase][layer])
             field = np.asarray(dense_fields[phase][layer])
@@ -247,3 +251,91 @@ def test_ell_coupling_calls_native_kernels():
     outer_ir = jax.jit(lambda c, v, s: c.outer(v, s, jnp.float32(4))).lower(ell, jnp.asarray(x), jnp.asarray(signal)).as_text()
     assert "darnax_ell_matmul" in product_ir
     assert "darnax_ell_outer" in outer_ir
+
+
+def square_ell_case(n: int, density: float, batch_size: int, seed: int):
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((n, n)).astype(np.float32)
+    mask = (rng.random((n, n)) < density) & ~np.eye(n, dtype=bool)
+    ell = dc.ell_from_dense(jnp.asarray(weight), jnp.asarray(mask))
+    state = np.where(rng.random((batch_size, n)) < 0.5, -1.0, 1.0).astype(np.float32)
+    const = rng.standard_normal((batch_size, n)).astype(np.float32)
+    self_coupling = rng.uniform(0.0, 1.0, n).astype(np.float32)
+    return np.where(mask, weight, 0.0).astype(np.float64), ell, state, const, self_coupling
+
+
+@needs_native
+@pytest.mark.parametrize("variant, flags", [("", ()), ("_avx2", ("-mno-avx512f",)), ("_plain", ("-mno-avx2",))])
+@pytest.mark.parametrize("n, density, batch_size", [(200, 0.02, 16), (64, 0.3, 5), (150, 0.1, 37)])
+def test_native_sign_sweep_against_float64(variant, flags, n, density, batch_size):
+    if variant:
+        _native.load_variant(flags, variant)
+    masked, ell, state, const, self_coupling = square_ell_case(n, density, batch_size, seed=n + batch_size)
+    field = state.astype(np.float64) @ masked + self_coupling * state + const
+    new_t = np.asarray(_native.ell_sweep_t(jnp.asarray(state.T), ell.index, ell.values, ell.fan_in, jnp.asarray(const.T), jnp.asarray(self_coupling), variant=variant))
+    clear = np.abs(field) > 1e-4
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(new_t.T[clear], np.where(field >= 0, 1.0, -1.0)[clear])
+    assert set(np.unique(new_t)) <= {-1.0, 1.0}
+    # The XLA expression that replaces the native call off CPU gives the same states.
+    xla_t = np.asarray(_xla_sign_sweep_t(jnp.asarray(state.T), ell.index, ell.values, ell.fan_in, jnp.asarray(const.T), jnp.asarray(self_coupling)))
+    np.testing.assert_array_equal(xla_t.T[clear], new_t.T[clear])
+
+
+@needs_native
+def test_native_sign_sweep_ties_go_up():
+    """A field of exactly zero gives +1, as ``dc.sign`` does; any negative field gives -1."""
+    _, ell, state, _, _ = square_ell_case(40, 0.1, 16, seed=1)
+    zero_ell = dc.EllCoupling(jnp.zeros_like(ell.values), ell.index, ell.valid, 40)
+    const = np.zeros((16, 40), np.float32)
+    const[:, ::2] = -1e-30
+    new_t = np.asarray(zero_ell.sign_sweep_t(jnp.asarray(state.T), jnp.zeros(40), jnp.asarray(const.T)))
+    assert np.all(new_t[1::2] == 1.0)
+    assert np.all(new_t[::2] == -1.0)
+
+
+def test_sign_sweep_rejects_rectangular_coupling():
+    _, _, ell, _, _ = ell_case(30, 20, 0.2, 4, seed=2)
+    with pytest.raises(ValueError, match="square coupling"):
+        ell.sign_sweep_t(jnp.ones((20, 4)), jnp.zeros(20), jnp.zeros((20, 4)))
+
+
+def phase_ir(net, *, record: bool = False, schedule: str = "sequential") -> str:
+    x, _ = batch(0)
+    const = dc.constant_fields(net, dc.input_messages(net, x), (None,) * net.output_row, "forward")
+    hidden = tuple(jnp.zeros((BATCH, size)) for size in net.sizes[1:-1])
+
+    def phase(net, hidden, const):
+        return dc.run_phase(net, hidden, const, messages="forward", schedule=schedule, sweeps=3, record=record, key=jax.random.PRNGKey(0))
+
+    return jax.jit(phase).lower(net, hidden, const).as_text()
+
+
+@needs_native
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the native kernels serve the CPU backend only")
+def test_fused_sweep_only_where_it_applies():
+    one_layer = build(120, 0.02, "ell", 1)
+    assert "darnax_ell_sweep" in phase_ir(one_layer)
+    assert "darnax_ell_sweep" in phase_ir(one_layer, schedule="parallel")
+    assert "darnax_ell_sweep" not in phase_ir(one_layer, record=True)
+    assert "darnax_ell_sweep" not in phase_ir(one_layer, schedule="asynchronous")
+    assert "darnax_ell_sweep" not in phase_ir(build(120, 0.02, "ell", 2))
+    assert "darnax_ell_sweep" not in phase_ir(build(120, 0.02, "dense", 1))
+
+
+@pytest.mark.parametrize("until_converged", [False, True])
+def test_fused_phase_matches_general_phase(until_converged):
+    """The fused path (record=False) and the general one (record=True) give the same states and counts."""
+    net = build(300, 0.1, "ell", 1)
+    x, y = batch(5)
+    inputs = dc.input_messages(net, x)
+    labels = dc.label_messages(net, dc.encode_labels(y, CLASSES))
+    const = dc.constant_fields(net, inputs, labels, "all")
+    hidden = tuple(jnp.zeros((BATCH, size)) for size in net.sizes[1:-1])
+    fused, fused_info = dc.run_phase(net, hidden, const, messages="all", schedule="sequential", sweeps=6, until_converged=until_converged)
+    general, general_info = dc.run_phase(net, hidden, const, messages="all", schedule="sequential", sweeps=6, until_converged=until_converged, record=True)
+    np.testing.assert_array_equal(np.asarray(fused[0]), np.asarray(general[0]))
+    np.testing.assert_array_equal(np.asarray(general_info.trajectory[0][-1]), np.asarray(general[0]))
+    assert int(fused_info.sweeps) == int(general_info.sweeps)
+    assert int(fused_info.changed) == int(general_info.changed)
+    assert int(general_info.sweeps) >= 2
