@@ -65,6 +65,7 @@ from darnax_core._rules import (
 )
 from darnax_core._state import State as State, init_state as init_state
 from darnax_core._loop import (
+    DispatchWindow as DispatchWindow,
     EpochTotals as EpochTotals,
     FitResult as FitResult,
     add_step_metrics as add_step_metrics,

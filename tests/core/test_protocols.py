@@ -449,7 +449,7 @@ def test_fit_keeps_the_callers_arrays():
     assert not any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves((net, opt_state)))
 
 
-def test_donating_epoch_step_matches_and_consumes_its_inputs():
+def test_donating_epoch_step_consumes_inputs():
     net = small_net()
     optimizer = optax.sgd(0.1)
     protocol = dc.paper_protocol(SMALL)
@@ -461,3 +461,34 @@ def test_donating_epoch_step_matches_and_consumes_its_inputs():
     for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(donated)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert all(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(copies[0].edges))
+
+
+class _Output:
+    """A fake step output that records when the loop waits for it."""
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def block_until_ready(self):
+        self.log.append(self.name)
+        return self
+
+
+def test_dispatch_window_waits_for_oldest():
+    log = []
+    window = dc.DispatchWindow(depth=1)
+    window.push(_Output("a", log))
+    assert log == []
+    window.push(_Output("b", log))
+    assert log == ["a"]
+    window.push(_Output("c", log))
+    assert log == ["a", "b"]
+    window.clear()
+    window.push(_Output("d", log))
+    assert log == ["a", "b"]
+
+
+@pytest.mark.parametrize("depth", [0, -1, 1.5, True])
+def test_dispatch_window_rejects_bad_depth(depth):
+    with pytest.raises((ValueError, TypeError), match="depth"):
+        dc.DispatchWindow(depth=depth)
