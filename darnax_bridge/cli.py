@@ -85,7 +85,13 @@ def main(args: list[str] | None = None) -> None:
         run_compare(argv[1:])
         return
     # LightningCLI warns when it gets `args` while sys.argv has arguments too, so pass None then.
-    DarnaxCLI(args=None if args is None else argv)
+    try:
+        DarnaxCLI(args=None if args is None else argv)
+    except FileNotFoundError as error:
+        # A missing data folder or checkpoint is a usage error: report it without a traceback.
+        logger.debug("A file was not found.", exc_info=True)
+        print(f"darnax: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

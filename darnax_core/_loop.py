@@ -208,6 +208,9 @@ def fit(
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     x, y = _as_numpy_split(train, "train", net)
+    if test is not None:
+        # Checked before training, so that a bad test set does not fail after the first epoch.
+        test = _as_numpy_split(test, "test", net)
     if y.ndim == 2:
         y = y.astype(np.float32)
     opt_state = init_optimizer(optimizer, net) if opt_state is None else opt_state

@@ -125,7 +125,10 @@ def check_labels(y, num_classes: int, batch: int) -> None:
     if y_np.ndim == 1 and y_np.size:
         low, high = int(y_np.min()), int(y_np.max())
         if low < 0 or high >= num_classes:
-            raise ValueError(f"Class indices must be in [0, {num_classes}), got values in [{low}, {high}].")
+            raise ValueError(
+                f"Class indices must be in [0, {num_classes}), got values in [{low}, {high}]. Remap the labels to "
+                f"0..{num_classes - 1}, or build the network with num_classes={high + 1} if there are more classes."
+            )
     if y_np.ndim not in (1, 2) or (y_np.ndim == 2 and y_np.shape[1] != num_classes):
         raise ValueError(
             f"Labels must be class indices (batch,) or a (batch, {num_classes}) label matrix, got shape {y_np.shape}."

@@ -59,8 +59,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    train = read_mnist(args.data, "train")
-    test = read_mnist(args.data, "test")
+    try:
+        train = read_mnist(args.data, "train")
+        test = read_mnist(args.data, "test")
+    except FileNotFoundError as error:
+        parser.error(str(error))
     config = dc.TUTORIAL_09.replace(hidden=args.hidden, batch_size=args.batch_size, strength_back=args.strength_back)
     net = dc.paper_model(jax.random.PRNGKey(args.model_seed), config)
     optimizer = dc.paper_model_optimizer(net, config)

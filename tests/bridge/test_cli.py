@@ -138,3 +138,14 @@ def test_tutorial09_config_matches_core():
             assert model[field.name] == getattr(dc.TUTORIAL_09, field.name), field.name
     assert config["data"]["init_args"]["root"] == "../shared/datasets/mnist"
     assert config["trainer"]["max_epochs"] == 1
+
+
+def test_missing_data_folder_is_a_usage_error(tmp_path, capsys):
+    args = ["fit", "--data=darnax_bridge.data.MNISTDataModule", f"--data.root={tmp_path / 'empty'}", "--trainer.max_steps=1", f"--trainer.default_root_dir={tmp_path}"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "darnax: error:" in err
+    assert "empty" in err
+    assert "Traceback" not in err

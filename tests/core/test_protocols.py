@@ -492,3 +492,15 @@ def test_dispatch_window_waits_for_oldest():
 def test_dispatch_window_rejects_bad_depth(depth):
     with pytest.raises((ValueError, TypeError), match="depth"):
         dc.DispatchWindow(depth=depth)
+
+
+def test_fit_checks_test_set_before_training():
+    net = small_net()
+    with pytest.raises(ValueError, match="`test` inputs have 7 features"):
+        dc.fit(net, optax.sgd(0.1), dc.paper_protocol(SMALL), (batch(), Y1), key=KEY, test=(batch()[:, :7], Y1), progress=False)
+
+
+def test_fit_names_the_label_fix():
+    net = small_net()
+    with pytest.raises(ValueError, match=r"Remap the labels to 0\.\.3, or build the network with num_classes=5"):
+        dc.fit(net, optax.sgd(0.1), dc.paper_protocol(SMALL), (batch(), Y1 + 1), key=KEY, progress=False)
