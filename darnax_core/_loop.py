@@ -140,7 +140,7 @@ def warn_unscaled(x: np.ndarray, name: str) -> None:
         warnings.warn(
             f"`{name}` inputs are integers up to {int(x.max())}; the paper's models expect pixels scaled to "
             "[0, 1]. Divide raw 0..255 images by 255 before training.",
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
