@@ -231,11 +231,11 @@ def _shortfall_notes(records: dict) -> list[str]:
         lines.append(
             f"- Lightning: {bridge['ms_per_step']:.2f} ms per step against {core['ms_per_step']:.2f} ms for `dc.fit`, "
             f"{extra:.2f} ms more. Lightning's loop alone, with a training step that only takes the placeholder "
-            f"optimizer step, costs {empty['ms_per_step']:.2f} ms per batch. The bridge's training step adds its "
-            f"host work in Python before each dispatch ({host}). Dispatch is asynchronous, so this Python work runs "
+            f"optimizer step, costs {empty['ms_per_step']:.2f} ms per batch. Host work of the bridge's training step, "
+            f"in Python before each dispatch: {host}. Dispatch is asynchronous, so this Python work runs "
             "while the previous step computes; on 2 cores it shares them with XLA's threads and the native kernels, "
             "so it is not entirely hidden. Both loops let at most one step wait behind the running one "
-            "(`dc.DispatchWindow`): without that bound Lightning's Python ran far ahead of the device and the "
+            "(`dc.DispatchWindow`). Without that bound Lightning's Python ran far ahead of the device, and the "
             "Trainer loop took 0.94 instead of 0.84 ms per step (interleaved epochs of one run)."
         )
     train, phases, mlp = records.get("train_throughput"), records.get("phases"), records.get("baseline_mlp")

@@ -74,7 +74,7 @@ class DarnaxModule(L.LightningModule):
     what a resumed run needs.
 
     Each training step updates ``net`` and ``opt_state`` in place (their buffers are donated to
-    the compiled step), so a reference kept from before a step points to deleted arrays; keep a
+    the compiled step), so a reference kept from before a step points to deleted arrays. Keep a
     copy instead, e.g. ``jax.tree_util.tree_map(jnp.copy, module.net)``.
 
     Logged metrics, per epoch: ``train_acc`` (accuracy of the free-phase predictions, taken
@@ -229,7 +229,7 @@ class DarnaxModule(L.LightningModule):
         self.net = jax.device_put(net, self.jax_device)
         self.opt_state = jax.device_put(dc.init_optimizer(optimizer, net), self.jax_device)
         # One compiled call per batch: the step, its key (folded with global_step) and the epoch sums.
-        # The step donates the network, optimizer state and sums, so they are updated in place.
+        # The step donates the network and optimizer state, so they are updated in place.
         self.epoch_step_fn = dc.make_epoch_step(self.protocol, optimizer, donate=True)
         # The bridge checks every batch on the torch side, so the core's host-side checks are off.
         self.eval_step_fn = dc.make_eval_step(self.protocol, validate=False)
@@ -363,7 +363,7 @@ class DarnaxModule(L.LightningModule):
         )
         self._window.push(self._train_totals)
         # With this placeholder step, Lightning's loop costs about 0.18 ms of Python per batch on a
-        # 2-core CPU; it runs while the previous step computes (about 97% of dc.fit's throughput).
+        # 2-core CPU. It runs while the previous step computes (about 97% of dc.fit's throughput).
         self.optimizers().step()
         # Reading the totals synchronises with the device, so it happens only when Lightning logs.
         if self.trainer._logger_connector.should_update_logs:

@@ -203,8 +203,8 @@ def run_phase(
     else:
         # One hidden layer with a sparse J: every sweep is one native call in the kernels'
         # (units, batch) layout, and the state is transposed once per phase instead of twice a sweep.
-        fixed = const[0] if const[0] is not None else jnp.zeros_like(hidden[0])
-        const_t = fixed.T
+        constant = const[0] if const[0] is not None else jnp.zeros_like(hidden[0])
+        const_t = constant.T
         self_coupling = jnp.broadcast_to(layer.j_d, (layer.features,))
         start = (hidden[0].T,)
 

@@ -105,14 +105,10 @@ class DispatchWindow:
         self._pending: collections.deque = collections.deque()
 
     def push(self, output) -> None:
-        """Record one dispatched step's output; wait for the oldest one beyond ``depth``."""
+        """Record one dispatched step's output, then wait for the oldest ones beyond ``depth``."""
         self._pending.append(output)
         while len(self._pending) > self.depth:
             jax.block_until_ready(self._pending.popleft())
-
-    def clear(self) -> None:
-        """Forget the pending outputs (after the loop has synchronised in another way)."""
-        self._pending.clear()
 
 
 def pad_batch(x: np.ndarray, y: np.ndarray, batch_size: int):

@@ -3,8 +3,8 @@
 XLA's CPU gather moves one row per few nanoseconds, so a 1%-dense 2000x2000 coupling at batch 16
 takes longer through ``jnp`` indexing than a plain loop over its 40k non-zeros. The kernels in
 ``ell_kernels.cc`` are those loops (product and rule increments), plus one sign sweep of a
-recurrent layer that works in the kernels' (units, batch) layout. They are compiled with the system C++ compiler (``$CXX`` or
-``g++``/``c++``) the first time they are needed and cached under ``$DARNAX_CACHE_DIR`` (default
+recurrent layer in the kernels' (units, batch) layout. They are compiled with the system C++
+compiler (``$CXX`` or ``g++``/``c++``) the first time they are needed and cached under ``$DARNAX_CACHE_DIR`` (default
 ``~/.cache/darnax``). When no compiler is found, compilation fails, or ``DARNAX_NATIVE=0`` is set,
 :func:`available` returns False and the couplings use the pure-XLA path, which gives the same
 results up to float summation order.

@@ -140,7 +140,7 @@ def test_tutorial09_config_matches_core():
     assert config["trainer"]["max_epochs"] == 1
 
 
-def test_missing_data_folder_is_a_usage_error(tmp_path, capsys):
+def test_missing_data_folder_usage_error(tmp_path, capsys):
     args = ["fit", "--data=darnax_bridge.data.MNISTDataModule", f"--data.root={tmp_path / 'empty'}", "--trainer.max_steps=1", f"--trainer.default_root_dir={tmp_path}"]
     with pytest.raises(SystemExit) as exit_info:
         main(args)

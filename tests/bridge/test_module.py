@@ -449,15 +449,15 @@ def test_fit_matches_core_fit(schedule):
     assert math.isclose(model.trainer.callback_metrics["train_acc"].item(), expected_accuracy, abs_tol=1e-6)
 
 
-def test_training_updates_the_network_in_place():
+def test_training_updates_network_in_place():
     """The step donates the network: an old reference is deleted, a copy made before fit survives."""
     model = small_model()
     data = digits()
     trainer(max_steps=1).fit(model, datamodule=data)
     before = model.net
-    kept = jax.tree_util.tree_map(lambda a: a.copy(), model.net)
+    snapshot = jax.tree_util.tree_map(lambda a: a.copy(), model.net)
     trainer(max_steps=3).fit(model, datamodule=data)
     assert all(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(before.layers))
     assert not any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(model.net))
-    changed = [not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(jax.tree_util.tree_leaves(kept), jax.tree_util.tree_leaves(model.net))]
+    changed = [not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(jax.tree_util.tree_leaves(snapshot), jax.tree_util.tree_leaves(model.net))]
     assert any(changed)

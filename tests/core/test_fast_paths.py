@@ -211,8 +211,8 @@ def test_native_ell_matches_xla(d, k, density, batch_size):
 @needs_native
 @pytest.mark.parametrize("variant, flags", [("", ()), ("_avx2", ("-mno-avx512f",)), ("_plain", ("-mno-avx2",))])
 @pytest.mark.parametrize("d, k, density, batch_size", [(300, 300, 0.02, 16), (784, 200, 0.1, 37), (40, 60, 0.5, 33)])
-def test_native_code_paths_and_zero_signal_rows(variant, flags, d, k, density, batch_size):
-    """Every instruction-set path matches XLA; receivers with an all-zero signal get zero increments."""
+def test_native_paths_zero_signal_rows(variant, flags, d, k, density, batch_size):
+    """Every instruction-set path matches XLA, and receivers with an all-zero signal get zero increments."""
     if variant:
         _native.load_variant(flags, variant)
     _, _, ell, x, signal = ell_case(d, k, density, batch_size, seed=d + 7 * k)
@@ -284,7 +284,7 @@ def test_native_sign_sweep_against_float64(variant, flags, n, density, batch_siz
 
 @needs_native
 def test_native_sign_sweep_ties_go_up():
-    """A field of exactly zero gives +1, as ``dc.sign`` does; any negative field gives -1."""
+    """A field of exactly zero gives +1, as ``dc.sign`` does, and any negative field gives -1."""
     _, ell, state, _, _ = square_ell_case(40, 0.1, 16, seed=1)
     zero_ell = dc.EllCoupling(jnp.zeros_like(ell.values), ell.index, ell.valid, 40)
     const = np.zeros((16, 40), np.float32)
